@@ -1,0 +1,226 @@
+"""The small interfaces through which the training loop sees variants.
+
+The loop in :mod:`harness.trial` calls only what is defined here; it never branches on
+a variant's name. A new augmentation, regularizer, transfer method, loss, architecture
+or metric subclasses one of these, lives in one module and registers itself by name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------- models
+class Generator(nn.Module):
+    """Maps latents ``z`` (n x z_dim) to images (n x C x R x R) in [-1, 1]."""
+
+    z_dim: int = 128
+
+    def sample_latent(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        truncation: Optional[float] = None,
+    ) -> torch.Tensor:
+        """Standard normal latents (on CPU, so every device sees the same numbers).
+
+        With ``truncation`` t, entries with |z| > t are redrawn (BigGAN's truncation trick).
+        """
+        z = torch.randn(n, self.z_dim, generator=generator)
+        if truncation is not None:
+            outside = z.abs() > truncation
+            while outside.any():
+                z[outside] = torch.randn(int(outside.sum()), generator=generator)
+                outside = z.abs() > truncation
+        return z
+
+    def set_progress(self, iteration: int) -> None:
+        """Told the iteration before every step (progressive growing uses it)."""
+
+    def regularization_loss(self) -> Optional[torch.Tensor]:
+        """An architecture's own penalty added to G's loss (e.g. orthogonal reg.)."""
+        return None
+
+
+class Discriminator(nn.Module):
+    """Maps images (n x C x R x R) to one logit per image (shape n)."""
+
+    def set_progress(self, iteration: int) -> None:
+        """Told the iteration before every step (progressive growing uses it)."""
+
+    def regularization_loss(self) -> Optional[torch.Tensor]:
+        return None
+
+    def blocks(self) -> List[nn.Module]:
+        """D's blocks from input (highest resolution) to output; FreezeD freezes a prefix."""
+        return [self]
+
+
+class Architecture:
+    """Registered under a name; builds a matching G/D pair for a resolution/channels."""
+
+    def __init__(self, params: Any, resolution: int, channels: int):
+        self.params = params
+        self.resolution = resolution
+        self.channels = channels
+
+    @classmethod
+    def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
+        """Raise ConfigError for a spec this architecture cannot train (e.g. resolution)."""
+
+    def make_generator(self) -> Generator:
+        raise NotImplementedError
+
+    def make_discriminator(self) -> Discriminator:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- losses
+@dataclass
+class DStepContext:
+    """What one D forward pass saw; given to losses' penalties and regularizers."""
+
+    D: nn.Module
+    augment: nn.Module
+    real: torch.Tensor  # before augmentation
+    fake: torch.Tensor  # detached from G, before augmentation
+    real_aug: torch.Tensor
+    fake_aug: torch.Tensor
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+    iteration: int
+
+
+@dataclass
+class GStepContext:
+    D: nn.Module
+    augment: nn.Module
+    fake: torch.Tensor  # attached to G
+    fake_aug: torch.Tensor
+    fake_logits: torch.Tensor
+    iteration: int
+
+
+class Loss:
+    """An adversarial loss. Penalties it owns (WGAN-GP's) come back from d_penalties."""
+
+    def __init__(self, params: Any = None):
+        self.params = params
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_penalties(self, ctx: DStepContext) -> Dict[str, torch.Tensor]:
+        """Named, already weighted extra terms of the D loss."""
+        return {}
+
+
+# ---------------------------------------------------------------------- augmentation
+class Augment(nn.Module):
+    """A differentiable ``images -> images`` map applied before D to reals and fakes.
+
+    Its state (e.g. ADA's probability p) lives in buffers so it is checkpointed with
+    ``state_dict``; ``observe`` sees D's raw outputs on reals after each D step.
+    """
+
+    def __init__(self, params: Any = None, channels: int = 3):
+        super().__init__()
+        self.params = params
+        self.channels = channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Feedback from a D step (adaptive augmentation uses it)."""
+
+    def stats(self) -> Dict[str, float]:
+        """Numbers worth reporting in the metrics series (e.g. ``{"ada_p": 0.2}``)."""
+        return {}
+
+
+# ---------------------------------------------------------------------- regularizers
+class Regularizer:
+    """Adds ``weight * term`` to the D (and/or G) loss and reports the unweighted term."""
+
+    def __init__(self, params: Any = None, weight: float = 1.0):
+        self.params = params
+        self.weight = weight
+
+    def d_term(self, ctx: DStepContext) -> Optional[torch.Tensor]:
+        return None
+
+    def g_term(self, ctx: GStepContext) -> Optional[torch.Tensor]:
+        return None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+# -------------------------------------------------------------------------- transfer
+class Transfer:
+    """Prepares G and D from a source model and says what trains at each iteration."""
+
+    def __init__(self, params: Any = None, source: Optional[str] = None):
+        self.params = params
+        self.source = source
+
+    @classmethod
+    def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
+        """Raise ConfigError for a combination this method cannot run."""
+
+    def prepare(self, G: Generator, D: Discriminator, device: torch.device) -> Tuple[Generator, Discriminator]:
+        """Load source weights / wrap modules; return the G and D the loop trains."""
+        return G, D
+
+    def set_stage(self, G: Generator, D: Discriminator, iteration: int) -> str:
+        """Set ``requires_grad`` for this iteration; return the stage's name."""
+        return "train"
+
+    def source_fingerprint(self) -> Optional[str]:
+        return None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- metrics
+@dataclass
+class EvalContext:
+    """What a metric gets: the real set and a way to draw fresh fakes in batches."""
+
+    real: torch.Tensor  # float in [-1, 1], N x C x H x W (RGB view for 4-channel data)
+    generate: Callable[[int], Iterator[torch.Tensor]]  # n -> batches of fakes in [-1, 1]
+    n_fake: int
+    device: torch.device
+    seed: int
+    dataset_fingerprint: str = ""
+    cache: Dict[str, Any] = field(default_factory=dict)  # per-trial memo (real statistics)
+
+
+class Metric:
+    """A quality measure of a generator against a real set; lower or higher is better."""
+
+    higher_is_better: bool = False
+
+    def __init__(self, params: Any = None):
+        self.params = params
+
+    def compute(self, ctx: EvalContext) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def protocol(self) -> Dict[str, Any]:
+        """Everything that defines this number (extractor, n, resizer, ...)."""
+        return {}

@@ -1,0 +1,23 @@
+"""Quality metrics, registered in ``harness.registry.METRICS``; see each module."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import torch
+
+from harness.interfaces import EvalContext
+from harness.registry import METRICS
+
+
+def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
+    """Compute the named metrics; return ``{"values": {...}, "protocol": {...}}``."""
+    values: Dict[str, float] = {}
+    protocol: Dict[str, Any] = {}
+    for name in names:
+        metric = METRICS.build(name, None, f"eval.metrics")
+        with torch.no_grad():
+            result = metric.compute(ctx)
+        values.update({k: float(v) for k, v in result.items()})
+        protocol[name] = {"n_fake": ctx.n_fake, "n_real": int(ctx.real.shape[0]),
+                          "reference": ctx.dataset_fingerprint, "seed": ctx.seed, **metric.protocol()}
+    return {"values": values, "protocol": protocol}

@@ -1,0 +1,107 @@
+"""Sliced Wasserstein distance on Laplacian-pyramid patches (Karras et al. 2018).
+
+ProGAN's multi-scale statistical similarity: for every level of a Laplacian pyramid
+(full resolution down to 16 px), random 7x7 patches of real and generated images are
+normalised per colour channel, projected on random unit directions, and the 1-D
+Wasserstein distances of the projections (sorted samples) are averaged. Reported x1e3
+as in ProGAN, averaged over levels. Needs no pretrained network, so it is always
+available offline; it measures low-level image statistics (colour, edges, texture),
+not semantics -- pair it with a feature-based metric for headline numbers.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.interfaces import EvalContext, Metric
+from harness.registry import METRICS
+
+PATCH = 7
+PATCHES_PER_IMAGE = 64
+DIRECTIONS = 512
+REPEATS = 4
+MIN_LEVEL = 16
+
+_KERNEL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    k = (_KERNEL[:, None] * _KERNEL[None, :]).to(x)
+    k = k.expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: torch.Tensor) -> List[torch.Tensor]:
+    levels = []
+    while x.shape[-1] >= 2 * MIN_LEVEL:
+        small = _blur(x)[..., ::2, ::2]
+        up = F.interpolate(small, scale_factor=2, mode="nearest")
+        levels.append(x - _blur(up))
+        x = small
+    levels.append(x)
+    return levels
+
+
+def _patches(level: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n, c, h, w = level.shape
+    ys = torch.randint(0, h - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
+    xs = torch.randint(0, w - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
+    off = torch.arange(PATCH)
+    rows = (ys[..., None] + off)[..., :, None].expand(n, PATCHES_PER_IMAGE, PATCH, PATCH)
+    cols = (xs[..., None] + off)[..., None, :].expand(n, PATCHES_PER_IMAGE, PATCH, PATCH)
+    img = torch.arange(n)[:, None, None, None].expand_as(rows)
+    level = level.cpu().permute(0, 2, 3, 1)  # n h w c
+    patches = level[img, rows, cols]  # n x P x 7 x 7 x c
+    return patches.reshape(n * PATCHES_PER_IMAGE, PATCH * PATCH, c)
+
+
+def _normalise(desc: torch.Tensor) -> torch.Tensor:
+    mean = desc.mean(dim=(0, 1), keepdim=True)
+    std = desc.std(dim=(0, 1), keepdim=True).clamp_min(1e-8)
+    return ((desc - mean) / std).flatten(1)
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator) -> float:
+    a, b = a.cpu(), b.cpu()
+    m = min(a.shape[0], b.shape[0])
+    a = a[torch.randperm(a.shape[0], generator=gen)[:m]]
+    b = b[torch.randperm(b.shape[0], generator=gen)[:m]]
+    total = 0.0
+    for _ in range(REPEATS):
+        dirs = torch.randn(a.shape[1], DIRECTIONS, generator=gen)
+        dirs = dirs / dirs.norm(dim=0, keepdim=True)
+        # directions x samples, sorted along the contiguous last axis; numpy's SIMD sort
+        # is ~15x faster than torch.sort on CPU here.
+        pa = np.sort((a @ dirs).t().numpy(), axis=1)
+        pb = np.sort((b @ dirs).t().numpy(), axis=1)
+        total += float(np.abs(pa - pb).mean())
+    return total / REPEATS
+
+
+def descriptors(images: torch.Tensor, gen: torch.Generator) -> List[torch.Tensor]:
+    return [_patches(level, gen) for level in laplacian_pyramid(images.float())]
+
+
+@METRICS.register("swd")
+class SlicedWasserstein(Metric):
+    higher_is_better = False
+
+    def compute(self, ctx: EvalContext) -> Dict[str, float]:
+        gen = torch.Generator().manual_seed(ctx.seed)
+        key = ("swd_real", ctx.dataset_fingerprint, ctx.seed)
+        if key not in ctx.cache:
+            ctx.cache[key] = [_normalise(d) for d in descriptors(ctx.real, gen)]
+        real = ctx.cache[key]
+        fake_desc: List[List[torch.Tensor]] = []
+        for batch in ctx.generate(ctx.n_fake):
+            fake_desc.append(descriptors(batch[:, :3], gen))
+        fake = [_normalise(torch.cat(parts, 0)) for parts in zip(*fake_desc)]
+        distances = [sliced_wasserstein(r, f, gen) * 1e3 for r, f in zip(real, fake)]
+        return {"swd": sum(distances) / len(distances)}
+
+    def protocol(self) -> Dict[str, object]:
+        return {"patch": PATCH, "patches_per_image": PATCHES_PER_IMAGE, "directions": DIRECTIONS,
+                "repeats": REPEATS, "min_level": MIN_LEVEL, "space": "laplacian pyramid, [-1,1] RGB"}

@@ -1,0 +1,250 @@
+"""TrialSpec: the one typed description of a GAN training run.
+
+Every default lives here; a YAML file only overrides. Unknown keys and invalid values
+raise :class:`~harness.errors.ConfigError` naming the dotted path (for example
+``optimization.accumulation.d``), the bad value and what is allowed. Variant keyword
+arguments (``architecture.kwargs`` ...) are validated by each variant's own params
+dataclass through its registry, so a misspelled ``widht`` fails before training.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from harness import registry
+from harness.errors import ConfigError
+from harness.validation import build_dataclass, to_plain
+
+
+def _names(reg: registry.Registry):
+    return reg.names
+
+
+@dataclass
+class DatasetSpec:
+    # A registered dataset name, or a path to an HDF5 file (``imgs`` N x C x H x W uint8).
+    name: str = "shapes"
+    resolution: int = field(default=32, metadata={"min": 4, "max": 1024})
+    channels: int = field(default=3, metadata={"choices": (3, 4)})
+    # Real-only random horizontal flip (BigGAN-PyTorch's preparation).
+    hflip: bool = False
+    # Use only the first ``limit`` images (few-shot subsets); null = all.
+    limit: Optional[int] = field(default=None, metadata={"min": 1})
+    # Keyword arguments of a registered dataset (e.g. the size of a procedural set).
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    def is_path(self) -> bool:
+        return self.name.endswith((".h5", ".hdf5")) or os.sep in self.name
+
+    def validate(self, path: str) -> None:
+        if self.is_path():
+            if self.kwargs:
+                raise ConfigError(f"{path}.kwargs", self.kwargs, "no kwargs for an HDF5 file path")
+            return
+        if self.name not in registry.DATASETS:
+            raise ConfigError(
+                f"{path}.name",
+                self.name,
+                "a path to an .h5/.hdf5 file or a registered dataset: "
+                + ", ".join(registry.DATASETS.names()),
+            )
+        registry.DATASETS.validate_kwargs(self.name, self.kwargs, f"{path}.kwargs")
+
+
+@dataclass
+class VariantRef:
+    name: str = ""
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ArchitectureSpec(VariantRef):
+    name: str = field(default="dcgan", metadata={"choices": _names(registry.ARCHITECTURES)})
+
+
+@dataclass
+class LossSpec(VariantRef):
+    name: str = field(default="hinge", metadata={"choices": _names(registry.LOSSES)})
+
+
+@dataclass
+class TransferSpec:
+    method: str = field(default="scratch", metadata={"choices": _names(registry.TRANSFERS)})
+    # A model-zoo name or a checkpoint path of the source model (null for scratch).
+    source: Optional[str] = None
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentSpec:
+    policy: str = field(default="none", metadata={"choices": _names(registry.AUGMENTS)})
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RegularizerSpec:
+    name: str = field(metadata={"choices": _names(registry.REGULARIZERS)})
+    weight: float = field(default=1.0, metadata={"min": 0.0})
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AccumulationSpec:
+    # Gradient accumulation steps per optimizer step, separately for D and G (as BigGAN).
+    d: int = field(default=1, metadata={"min": 1})
+    g: int = field(default=1, metadata={"min": 1})
+
+
+@dataclass
+class OptimizationSpec:
+    batch_size: int = field(default=32, metadata={"min": 1})
+    accumulation: AccumulationSpec = field(default_factory=AccumulationSpec)
+    lr_g: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
+    lr_d: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
+    betas: Tuple[float, float] = (0.5, 0.999)
+    # Adam epsilon; BigGAN uses 1e-6 (fp16) / 1e-8.
+    eps: float = field(default=1e-8, metadata={"min_exclusive": 0.0})
+    # D updates per G update (5 for WGAN-GP, seed D).
+    d_steps: int = field(default=1, metadata={"min": 1})
+    iterations: int = field(default=1000, metadata={"min": 1})
+
+    def validate(self, path: str) -> None:
+        for i, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise ConfigError(f"{path}.betas[{i}]", beta, "a number in [0, 1)")
+
+    @property
+    def effective_batch_d(self) -> int:
+        return self.batch_size * self.accumulation.d
+
+    @property
+    def effective_batch_g(self) -> int:
+        return self.batch_size * self.accumulation.g
+
+
+@dataclass
+class EmaSpec:
+    # decay 0 disables the EMA generator (G_ema then equals G).
+    decay: float = field(default=0.999, metadata={"min": 0.0, "max": 1.0})
+    # Before this iteration G_ema copies G (BigGAN's ema_start).
+    start: int = field(default=0, metadata={"min": 0})
+
+
+@dataclass
+class EvalSpec:
+    # Evaluate every N iterations (and always at the last one); 0 = only at the end.
+    every: int = field(default=500, metadata={"min": 0})
+    n_samples: int = field(default=500, metadata={"min": 1})
+    metrics: List[str] = field(default_factory=list, metadata={"choices": _names(registry.METRICS)})
+    # Batch size used to generate evaluation samples (memory only, not results).
+    batch_size: int = field(default=100, metadata={"min": 1})
+    # Truncation of the latent at evaluation/sampling time (null = none; BigGAN's trick).
+    truncation: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+@dataclass
+class TrialSpec:
+    name: str = "trial"
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    architecture: ArchitectureSpec = field(default_factory=ArchitectureSpec)
+    loss: LossSpec = field(default_factory=LossSpec)
+    transfer: TransferSpec = field(default_factory=TransferSpec)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    regularizers: List[RegularizerSpec] = field(default_factory=list)
+    optimization: OptimizationSpec = field(default_factory=OptimizationSpec)
+    ema: EmaSpec = field(default_factory=EmaSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    # Report losses every N iterations (evaluations always report).
+    log_every: int = field(default=50, metadata={"min": 1})
+    checkpoint_every: int = field(default=500, metadata={"min": 1})
+    # Save a sample grid of the fixed evaluation noise every N iterations (0 = never).
+    sample_every: int = field(default=200, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0})
+    device: str = "cpu"
+    # torch intra-op threads for this trial (one per trial per core is fastest on CPU).
+    threads: int = field(default=1, metadata={"min": 1})
+
+    def validate(self, path: str = "") -> None:
+        p = (path + ".") if path else ""
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"{p}device", self.device, "cpu, cuda, cuda:N or mps")
+        arch = registry.ARCHITECTURES.get(self.architecture.name, f"{p}architecture.name")
+        arch_params = registry.ARCHITECTURES.validate_kwargs(
+            self.architecture.name, self.architecture.kwargs, f"{p}architecture.kwargs"
+        )
+        check = getattr(arch.obj, "check_config", None)
+        if check is not None:
+            check(arch_params, self, p)
+        registry.LOSSES.validate_kwargs(self.loss.name, self.loss.kwargs, f"{p}loss.kwargs")
+        registry.AUGMENTS.validate_kwargs(self.augment.policy, self.augment.kwargs, f"{p}augment.kwargs")
+        transfer = registry.TRANSFERS.get(self.transfer.method, f"{p}transfer.method")
+        transfer_params = registry.TRANSFERS.validate_kwargs(
+            self.transfer.method, self.transfer.kwargs, f"{p}transfer.kwargs"
+        )
+        check = getattr(transfer.obj, "check_config", None)
+        if check is not None:
+            check(transfer_params, self, p)
+        seen = set()
+        for i, reg in enumerate(self.regularizers):
+            rpath = f"{p}regularizers[{i}]"
+            if reg.name in seen:
+                raise ConfigError(f"{rpath}.name", reg.name, "each regularizer at most once")
+            seen.add(reg.name)
+            registry.REGULARIZERS.validate_kwargs(reg.name, reg.kwargs, f"{rpath}.kwargs")
+        if len(set(self.eval.metrics)) != len(self.eval.metrics):
+            raise ConfigError(f"{p}eval.metrics", self.eval.metrics, "each metric at most once")
+
+    # -- conversions -------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, overrides: Dict[str, Any]) -> "TrialSpec":
+        """A new validated spec with dotted-path ``overrides`` applied."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            set_dotted(data, dotted, value)
+        return parse_trial(data)
+
+
+def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        nxt = node.get(key)
+        if not isinstance(nxt, dict):
+            if nxt is None and key not in node:
+                raise ConfigError(".".join(keys[: i + 1]), None, "an existing config section")
+            nxt = {}
+            node[key] = nxt
+        node = nxt
+    node[keys[-1]] = copy.deepcopy(value)
+
+
+def parse_trial(data: Any, path: str = "") -> TrialSpec:
+    """Build and validate a :class:`TrialSpec` from plain data (a YAML mapping)."""
+    return build_dataclass(TrialSpec, data, path)
+
+
+def load_yaml(file: str) -> Any:
+    try:
+        with open(file, "r", encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError("file", file, "an existing YAML file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError("file", file, f"valid YAML ({err})") from None
+
+
+def load_trial(file: str) -> TrialSpec:
+    return parse_trial(load_yaml(file))

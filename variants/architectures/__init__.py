@@ -1,0 +1,1 @@
+"""GAN architectures, one module each, registered in ``harness.registry.ARCHITECTURES``."""

@@ -1,0 +1,1 @@
+"""Augmentations applied before D, registered in ``harness.registry.AUGMENTS``."""

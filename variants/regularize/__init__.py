@@ -1,0 +1,1 @@
+"""Regularizers adding weighted terms to D's/G's loss (``harness.registry.REGULARIZERS``)."""

@@ -1,0 +1,1 @@
+"""Transfer methods preparing G/D from a source model (``harness.registry.TRANSFERS``)."""
