@@ -1,0 +1,49 @@
+import copy
+import os
+
+import pytest
+import torch
+
+# Tests are single-threaded and deterministic; keep BLAS/OpenMP from oversubscribing.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "shapes", "resolution": 16, "channels": 3, "kwargs": {"count": 64}},
+    "architecture": {"name": "dcgan", "kwargs": {"width": 8, "z_dim": 16}},
+    "loss": {"name": "hinge"},
+    "optimization": {"batch_size": 8, "iterations": 20},
+    "ema": {"decay": 0.9},
+    "eval": {"every": 10, "n_samples": 32, "batch_size": 16, "metrics": []},
+    "log_every": 5,
+    "checkpoint_every": 10,
+    "sample_every": 10,
+    "seed": 1,
+    "device": "cpu",
+    "threads": 1,
+}
+
+# Small widths per architecture so every architecture trains in seconds at 16 px.
+TINY_ARCH_KWARGS = {
+    "dcgan": {"width": 8, "z_dim": 16},
+    "resnet": {"width": 16, "z_dim": 16},
+    "biggan": {"width": 4, "z_dim": 12, "shared_dim": 8, "attention": 8},
+    "progressive": {"width": 16, "z_dim": 16, "start_resolution": 8, "stage_iterations": 6, "fade_iterations": 6},
+}
+
+
+def tiny_config(**overrides):
+    cfg = copy.deepcopy(TINY)
+    for dotted, value in overrides.items():
+        node = cfg
+        keys = dotted.split(".")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = copy.deepcopy(value)
+    return cfg
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config
