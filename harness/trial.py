@@ -288,11 +288,12 @@ class Trial:
     def report(self, evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         o = self.spec.optimization
         losses = {k: v / max(self.loss_count, 1) for k, v in self.loss_sums.items()}
+        wall_s = self.wall_s()
         row: Dict[str, Any] = {
             "iteration": self.iteration,
             "samples_seen": self.samples_seen,
-            "wall_s": round(self.wall_s(), 4),
-            "train_s": round(self.wall_s() - self.overhead_s, 4),
+            "wall_s": round(wall_s, 4),
+            "train_s": round(wall_s - self.overhead_s, 4),
             "eval_s": round(self.eval_s, 4),
             "losses": losses,
             "effective_batch": o.effective_batch_d,
@@ -319,12 +320,12 @@ class Trial:
     # ------------------------------------------------------------------- run
     def run(self) -> TrialResult:
         spec, record = self.spec, self.record
+        self._check_config_on_disk()
         previous = record.status()
         if previous and previous["status"] in ("completed", "diverged"):
             reports = record.reports()
             return TrialResult(previous["status"], int(previous.get("iteration", 0)), record.root,
                                reports[-1] if reports else None)
-        self._check_config_on_disk()
         record.create()
         self.build()
         self.last_report = None
