@@ -327,7 +327,8 @@ class Trial:
             return TrialResult(previous["status"], int(previous.get("iteration", 0)), record.root,
                                reports[-1] if reports else None)
         record.create()
-        self.build()
+        if not hasattr(self, "models"):
+            self.build()
         self.last_report = None
         state = ckpt.load_latest(record.checkpoints_dir, map_location=self.device)
         if state is not None:

@@ -90,16 +90,20 @@ class SlicedWasserstein(Metric):
     higher_is_better = False
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
-        gen = torch.Generator().manual_seed(ctx.seed)
+        # Separate generators for real patches, fake patches and projections: the value
+        # does not depend on whether the real descriptors came from the cache.
         key = ("swd_real", ctx.dataset_fingerprint, ctx.seed)
         if key not in ctx.cache:
-            ctx.cache[key] = [_normalise(d) for d in descriptors(ctx.real, gen)]
+            real_gen = torch.Generator().manual_seed(ctx.seed)
+            ctx.cache[key] = [_normalise(d) for d in descriptors(ctx.real, real_gen)]
         real = ctx.cache[key]
+        fake_gen = torch.Generator().manual_seed(ctx.seed + 1)
         fake_desc: List[List[torch.Tensor]] = []
         for batch in ctx.generate(ctx.n_fake):
-            fake_desc.append(descriptors(batch[:, :3], gen))
+            fake_desc.append(descriptors(batch[:, :3], fake_gen))
         fake = [_normalise(torch.cat(parts, 0)) for parts in zip(*fake_desc)]
-        distances = [sliced_wasserstein(r, f, gen) * 1e3 for r, f in zip(real, fake)]
+        proj_gen = torch.Generator().manual_seed(ctx.seed + 2)
+        distances = [sliced_wasserstein(r, f, proj_gen) * 1e3 for r, f in zip(real, fake)]
         return {"swd": sum(distances) / len(distances)}
 
     def protocol(self) -> Dict[str, object]:
