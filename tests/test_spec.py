@@ -128,3 +128,12 @@ def test_cli_describe_counts_parameters(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["model"]["G_parameters"] > 1000 and out["model"]["D_parameters"] > 1000
     assert out["config"]["architecture"]["name"] == "dcgan"
+
+
+def test_shipped_configs_validate():
+    import pathlib
+
+    files = sorted(pathlib.Path(__file__).resolve().parent.parent.glob("studies/**/*.yaml"))
+    assert len(files) >= 9
+    for f in files:
+        load_trial(str(f))
