@@ -110,6 +110,10 @@ class Loss:
     def __init__(self, params: Any = None):
         self.params = params
 
+    @classmethod
+    def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
+        """Raise ConfigError for a spec this variant cannot run with (checked before any training)."""
+
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -134,6 +138,10 @@ class Augment(nn.Module):
         self.params = params
         self.channels = channels
 
+    @classmethod
+    def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
+        """Raise ConfigError for a spec this variant cannot run with (checked before any training)."""
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images
 
@@ -152,6 +160,10 @@ class Regularizer:
     def __init__(self, params: Any = None, weight: float = 1.0):
         self.params = params
         self.weight = weight
+
+    @classmethod
+    def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
+        """Raise ConfigError for a spec this variant cannot run with (checked before any training)."""
 
     def d_term(self, ctx: DStepContext) -> Optional[torch.Tensor]:
         return None

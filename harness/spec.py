@@ -176,29 +176,23 @@ class TrialSpec:
         p = (path + ".") if path else ""
         if not _DEVICE.match(self.device):
             raise ConfigError(f"{p}device", self.device, "cpu, cuda, cuda:N or mps")
-        arch = registry.ARCHITECTURES.get(self.architecture.name, f"{p}architecture.name")
-        arch_params = registry.ARCHITECTURES.validate_kwargs(
-            self.architecture.name, self.architecture.kwargs, f"{p}architecture.kwargs"
-        )
-        check = getattr(arch.obj, "check_config", None)
-        if check is not None:
-            check(arch_params, self, p)
-        registry.LOSSES.validate_kwargs(self.loss.name, self.loss.kwargs, f"{p}loss.kwargs")
-        registry.AUGMENTS.validate_kwargs(self.augment.policy, self.augment.kwargs, f"{p}augment.kwargs")
-        transfer = registry.TRANSFERS.get(self.transfer.method, f"{p}transfer.method")
-        transfer_params = registry.TRANSFERS.validate_kwargs(
-            self.transfer.method, self.transfer.kwargs, f"{p}transfer.kwargs"
-        )
-        check = getattr(transfer.obj, "check_config", None)
-        if check is not None:
-            check(transfer_params, self, p)
+        # Every variant validates its kwargs, then may veto the whole spec (e.g. an
+        # architecture that cannot build this resolution) through check_config.
+        _check_variant(self, registry.ARCHITECTURES, self.architecture.name, self.architecture.kwargs,
+                       f"{p}architecture.name", f"{p}architecture.kwargs", p)
+        _check_variant(self, registry.LOSSES, self.loss.name, self.loss.kwargs, f"{p}loss.name",
+                       f"{p}loss.kwargs", p)
+        _check_variant(self, registry.AUGMENTS, self.augment.policy, self.augment.kwargs, f"{p}augment.policy",
+                       f"{p}augment.kwargs", p)
+        _check_variant(self, registry.TRANSFERS, self.transfer.method, self.transfer.kwargs,
+                       f"{p}transfer.method", f"{p}transfer.kwargs", p)
         seen = set()
         for i, reg in enumerate(self.regularizers):
             rpath = f"{p}regularizers[{i}]"
             if reg.name in seen:
                 raise ConfigError(f"{rpath}.name", reg.name, "each regularizer at most once")
             seen.add(reg.name)
-            registry.REGULARIZERS.validate_kwargs(reg.name, reg.kwargs, f"{rpath}.kwargs")
+            _check_variant(self, registry.REGULARIZERS, reg.name, reg.kwargs, f"{rpath}.name", f"{rpath}.kwargs", p)
         if len(set(self.eval.metrics)) != len(self.eval.metrics):
             raise ConfigError(f"{p}eval.metrics", self.eval.metrics, "each metric at most once")
 
@@ -215,6 +209,15 @@ class TrialSpec:
         for dotted, value in overrides.items():
             set_dotted(data, dotted, value)
         return parse_trial(data)
+
+
+def _check_variant(spec: "TrialSpec", reg: registry.Registry, name: str, kwargs: Dict[str, Any],
+                   name_path: str, kwargs_path: str, prefix: str) -> None:
+    entry = reg.get(name, name_path)
+    params = reg.validate_kwargs(name, kwargs, kwargs_path)
+    check = getattr(entry.obj, "check_config", None)
+    if check is not None:
+        check(params, spec, prefix)
 
 
 def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:

@@ -14,7 +14,6 @@ machine the resumed run computes the same losses as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import platform
 import random
@@ -23,7 +22,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -473,7 +472,10 @@ def _postfix(row: Dict[str, Any]) -> str:
 def _progress_bar(total: int, initial: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, file=sys.stderr)
+    # Redraw often on a terminal; rarely when the output goes to a log file.
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, file=sys.stderr,
+                mininterval=0.5 if interactive else 30.0)
 
 
 def run_trial(spec: Any, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,

@@ -4,7 +4,7 @@ import torch
 
 from harness.interfaces import DStepContext
 from harness.registry import LOSSES
-from variants.losses import WGANGPParams, gradient_penalty
+from variants.losses import gradient_penalty
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])

@@ -14,7 +14,7 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     values: Dict[str, float] = {}
     protocol: Dict[str, Any] = {}
     for name in names:
-        metric = METRICS.build(name, None, f"eval.metrics")
+        metric = METRICS.build(name, None, "eval.metrics")
         with torch.no_grad():
             result = metric.compute(ctx)
         values.update({k: float(v) for k, v in result.items()})

@@ -8,8 +8,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 SCRIPT = r"""
 import json, resource, sys, torch
 from harness.spec import parse_trial

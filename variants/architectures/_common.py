@@ -1,11 +1,14 @@
 """Shared helpers of the architectures (geometry, initialisation, spectral norm)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.interfaces import Discriminator
 
 
 def base_and_steps(resolution: int) -> Tuple[int, int]:
@@ -58,3 +61,19 @@ def init_xavier(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+
+
+class SumPoolDiscriminator(Discriminator):
+    """A stack of blocks, then ReLU, global sum pooling and a linear layer (WGAN-GP
+    ResNet, SNGAN, BigGAN). Subclasses fill ``self._blocks`` and ``self.linear``."""
+
+    _blocks: nn.ModuleList
+    linear: nn.Linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self._blocks:
+            x = block(x)
+        return self.linear(F.relu(x).sum(dim=(2, 3))).flatten()
+
+    def blocks(self) -> List[nn.Module]:
+        return list(self._blocks) + [self.linear]

@@ -16,7 +16,7 @@ the paper: 70.3 M G and 88.8 M D parameters here, vs 70.4 M / 88.0 M published).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from harness.errors import ConfigError
 from harness.interfaces import Architecture, Discriminator, Generator
 from harness.registry import ARCHITECTURES
 from variants.architectures._common import (
+    SumPoolDiscriminator,
     apply_spectral_norm,
     base_and_steps,
     check_resolution,
@@ -165,7 +166,7 @@ class BigGANGenerator(Generator):
         return self.ortho * total
 
 
-class BigGANDiscriminator(Discriminator):
+class BigGANDiscriminator(SumPoolDiscriminator):
     def __init__(self, p: BigGANParams, resolution: int, channels: int):
         super().__init__()
         base, steps = base_and_steps(resolution)
@@ -184,13 +185,6 @@ class BigGANDiscriminator(Discriminator):
         init_xavier(self)
         apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self._blocks:
-            x = block(x)
-        return self.linear(F.relu(x).sum(dim=(2, 3))).flatten()
-
-    def blocks(self) -> List[nn.Module]:
-        return list(self._blocks) + [self.linear]
 
 
 @ARCHITECTURES.register("biggan", params=BigGANParams)

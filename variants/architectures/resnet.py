@@ -10,8 +10,6 @@ maps each, as in seed D.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +17,7 @@ from torch import nn
 from harness.interfaces import Architecture, Discriminator, Generator
 from harness.registry import ARCHITECTURES
 from variants.architectures._common import (
+    SumPoolDiscriminator,
     apply_spectral_norm,
     base_and_steps,
     check_resolution,
@@ -84,7 +83,7 @@ class ResNetGenerator(Generator):
         return self.out(self.blocks(h))
 
 
-class ResNetDiscriminator(Discriminator):
+class ResNetDiscriminator(SumPoolDiscriminator):
     def __init__(self, p: ResNetParams, resolution: int, channels: int):
         super().__init__()
         _, steps = base_and_steps(resolution)
@@ -96,13 +95,6 @@ class ResNetDiscriminator(Discriminator):
         if p.spectral_norm_d:
             apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self._blocks:
-            x = block(x)
-        return self.linear(F.relu(x).sum(dim=(2, 3))).flatten()
-
-    def blocks(self) -> List[nn.Module]:
-        return list(self._blocks) + [self.linear]
 
 
 @ARCHITECTURES.register("resnet", params=ResNetParams)
