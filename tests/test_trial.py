@@ -190,3 +190,20 @@ def test_exception_is_recorded_as_failed(tmp_path, test_variants):
         run_trial(cfg, tmp_path / "t")
     status = TrialRecord(tmp_path / "t").status()
     assert status["status"] == "failed" and "exploded" in status["error"] and status["iteration"] == 0
+
+
+def test_cli_trial_runs_and_resumes(tmp_path, capsys):
+    from harness.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(**{"optimization.iterations": 10})))
+    assert main(["trial", str(cfg), "--out", str(tmp_path / "t"), "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "completed" and out["iteration"] == 10
+    # rerunning a completed trial returns at once with the same answer
+    assert main(["trial", str(cfg), "--out", str(tmp_path / "t"), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["iteration"] == 10
+    # a config error exits 2 and names the field, before anything is written
+    assert main(["trial", str(cfg), "--out", str(tmp_path / "u"), "--set", "optimization.d_steps=0"]) == 2
+    assert "optimization.d_steps" in capsys.readouterr().err
+    assert not (tmp_path / "u").exists()
