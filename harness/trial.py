@@ -329,7 +329,9 @@ class Trial:
         if not hasattr(self, "models"):
             self.build()
         self.last_report = None
-        state = ckpt.load_latest(record.checkpoints_dir, map_location=self.device)
+        # Load on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies
+        # weights and optimizer state onto the parameters' device.
+        state = ckpt.load_latest(record.checkpoints_dir, map_location="cpu")
         if state is not None:
             self.load_state(state)
             kept = record.truncate_reports(self.iteration)
