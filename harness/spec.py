@@ -46,14 +46,22 @@ class DatasetSpec:
             if self.kwargs:
                 raise ConfigError(f"{path}.kwargs", self.kwargs, "no kwargs for an HDF5 file path")
             return
-        if self.name not in registry.DATASETS:
+        from harness.data import known_dataset
+        from harness.data.cache import built_datasets
+
+        if not known_dataset(self.name):
+            imported = [n for n in built_datasets() if n not in registry.DATASETS]
             raise ConfigError(
                 f"{path}.name",
                 self.name,
-                "a path to an .h5/.hdf5 file or a registered dataset: "
-                + ", ".join(registry.DATASETS.names()),
+                "a path to an .h5/.hdf5 file, a registered dataset ("
+                + ", ".join(registry.DATASETS.names())
+                + ")" + (", or an imported one (" + ", ".join(imported) + ")" if imported else ""),
             )
-        registry.DATASETS.validate_kwargs(self.name, self.kwargs, f"{path}.kwargs")
+        if self.name in registry.DATASETS:
+            registry.DATASETS.validate_kwargs(self.name, self.kwargs, f"{path}.kwargs")
+        elif self.kwargs:
+            raise ConfigError(f"{path}.kwargs", self.kwargs, "no kwargs for an imported dataset")
 
 
 @dataclass

@@ -1,8 +1,13 @@
-"""Image datasets for trials: registered sources and HDF5 files.
+"""Image datasets for trials: registered sources, imported folders and HDF5 files.
 
-On disk a dataset is HDF5 in BigGAN-PyTorch's layout: ``imgs`` uint8 N x C x H x W
-(C = 3, or 4 = RGB + mask) and optional ``labels``. In memory a trial holds the whole
-set as one tensor on its device (few-shot sets are small), see :class:`TrainingData`.
+On disk a dataset is HDF5 in BigGAN-PyTorch's layout (see :mod:`harness.data.hdf5`),
+built once into the cache (``ganbench data build NAME``) and loaded by name. In memory a
+trial holds the whole set as one tensor on its device (few-shot sets are small), see
+:class:`TrainingData`.
+
+A dataset source is a class registered in ``harness.registry.DATASETS`` with a
+``card`` (what, licence, source, purpose) and ``build(resolution) -> ImageSet``;
+``procedural`` sources are built in memory on every load instead of from the cache.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class ImageSet:
     images: np.ndarray
     name: str
     info: Dict[str, Any] = field(default_factory=dict)
+    labels: Optional[np.ndarray] = None
 
     @property
     def fingerprint(self) -> str:
@@ -39,29 +45,46 @@ def fingerprint(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def read_hdf5(path: str) -> ImageSet:
-    import h5py
+class DatasetSource:
+    """A registered dataset: a card, a default resolution, and how to build it."""
 
-    try:
-        with h5py.File(path, "r") as fh:
-            if "imgs" not in fh:
-                raise ConfigError("dataset.name", path, "an HDF5 file with an 'imgs' dataset (N x C x H x W uint8)")
-            images = fh["imgs"][()]
-            info = {k: (v.item() if hasattr(v, "item") else v) for k, v in fh.attrs.items()}
-    except OSError as err:
-        raise ConfigError("dataset.name", path, f"a readable HDF5 file ({err})") from None
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ConfigError("dataset.name", path, f"imgs as uint8 N x C x H x W (got {images.dtype} {images.shape})")
-    return ImageSet(images, str(info.get("name", path)), {str(k): v for k, v in info.items()})
+    card: Dict[str, Any] = {}
+    procedural = False  # built in memory on every load, never cached
+    default_resolution = 32
+
+    def __init__(self, params: Any = None):
+        self.params = params
+
+    def build(self, resolution: int) -> ImageSet:
+        raise NotImplementedError
+
+
+def known_dataset(name: str) -> bool:
+    from harness.data.cache import built_resolutions
+
+    return name in DATASETS or bool(built_resolutions(name))
 
 
 def load_image_set(spec: Any) -> ImageSet:
     """The uint8 images a DatasetSpec names, at its resolution and channel count."""
+    from harness.data.cache import built_resolutions, dataset_path
+    from harness.data.hdf5 import read_hdf5
+
     if spec.is_path():
         image_set = read_hdf5(spec.name)
-    else:
+    elif spec.name in DATASETS and DATASETS.get(spec.name).obj.procedural:
         source = DATASETS.build(spec.name, spec.kwargs, "dataset.name")
-        image_set = source.load(resolution=spec.resolution, channels=spec.channels)
+        image_set = source.build(spec.resolution)
+    else:
+        path = dataset_path(spec.name, spec.resolution)
+        if not path.exists():
+            built = built_resolutions(spec.name)
+            hint = f" (built here at: {', '.join(map(str, built))})" if built else ""
+            raise ConfigError(
+                "dataset.resolution" if built else "dataset.name", spec.resolution if built else spec.name,
+                f"a built dataset: run `ganbench data build {spec.name} --resolution {spec.resolution}`{hint}",
+            )
+        image_set = read_hdf5(str(path))
     return conform(image_set, spec.resolution, spec.channels, spec.limit)
 
 
@@ -84,7 +107,8 @@ def conform(image_set: ImageSet, resolution: int, channels: int, limit: Optional
         t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
         images = t.round().clamp(0, 255).to(torch.uint8).numpy()
         image_set.info["resized_to"] = resolution
-    return ImageSet(np.ascontiguousarray(images), image_set.name, dict(image_set.info))
+    labels = image_set.labels[:limit] if image_set.labels is not None and limit is not None else image_set.labels
+    return ImageSet(np.ascontiguousarray(images), image_set.name, dict(image_set.info), labels)
 
 
 class TrainingData:

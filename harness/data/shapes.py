@@ -2,8 +2,7 @@
 
 Deterministic for a given (count, seed, resolution), needs no download, and has a
 real mask channel (the shape's silhouette), so 4-channel code paths can be trained and
-tested anywhere. It is a synthetic engine-check set, not a benchmark target: real
-image sets come from ``ganbench data`` (see README).
+tested anywhere. It is a synthetic engine-check set, not a benchmark target.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.data import ImageSet
+from harness.data import DatasetSource, ImageSet
 from harness.registry import DATASETS
 
 
@@ -22,11 +21,17 @@ class ShapesParams:
 
 
 @DATASETS.register("shapes", params=ShapesParams)
-class Shapes:
-    def __init__(self, params: ShapesParams):
-        self.params = params
+class Shapes(DatasetSource):
+    procedural = True
+    card = {
+        "description": "procedural coloured discs, squares and triangles on gradient backgrounds; mask = shape",
+        "licence": "generated (no third-party content)",
+        "source": "harness.data.shapes",
+        "purpose": "engine checks, tests and the offline demo; not a benchmark target",
+        "channels": 4,
+    }
 
-    def load(self, resolution: int, channels: int) -> ImageSet:
+    def build(self, resolution: int) -> ImageSet:
         rng = np.random.default_rng(self.params.seed)
         n, ss = self.params.count, 4  # 4x supersampling, then box-downsample: anti-aliased edges
         size = resolution * ss
@@ -49,8 +54,5 @@ class Shapes:
             rgba = np.concatenate([img, mask[None].astype(np.float32)], axis=0)
             rgba = rgba.reshape(4, resolution, ss, resolution, ss).mean(axis=(2, 4))
             out[i] = np.clip(np.round(rgba * 255), 0, 255).astype(np.uint8)
-        return ImageSet(
-            out,
-            "shapes",
-            {"source": "procedural (harness.data.shapes)", "licence": "generated", "count": n, "seed": self.params.seed},
-        )
+        info = {**self.card, "count": n, "seed": self.params.seed}
+        return ImageSet(out, "shapes", info)

@@ -1,0 +1,121 @@
+"""Build, import, list and show datasets (what ``ganbench data`` does)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from harness.data import DatasetSource, ImageSet
+from harness.data.cache import built_datasets, built_resolutions, dataset_path, valid_name
+from harness.data.hdf5 import read_card, read_hdf5, write_hdf5
+from harness.data.imageops import RECIPE, convert_files, image_files
+from harness.errors import ConfigError
+from harness.registry import DATASETS
+
+
+def source(name: str) -> DatasetSource:
+    return DATASETS.build(name, None, "NAME")
+
+
+def build_dataset(name: str, resolution: Optional[int] = None) -> Tuple[Path, ImageSet]:
+    """Build registered dataset ``name`` into the cache (overwrites atomically)."""
+    src = source(name)
+    resolution = resolution or src.default_resolution
+    if resolution < 4:
+        raise ConfigError("--resolution", resolution, "an integer >= 4")
+    image_set = src.build(resolution)
+    image_set.name = name
+    path = write_hdf5(dataset_path(name, resolution), image_set)
+    return path, image_set
+
+
+def import_folder(folder: Path, name: str, resolution: int, mask: Optional[str] = None,
+                  licence: str = "unknown (imported by the user)") -> Tuple[Path, ImageSet, List[str]]:
+    """Convert every image under ``folder`` (recursively, sorted) into dataset ``name``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError("FOLDER", str(folder), "an existing folder of images")
+    if not valid_name(name):
+        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if name in DATASETS:
+        raise ConfigError("--name", name, f"a name that is not a built-in dataset ({', '.join(DATASETS.names())})")
+    if resolution < 4:
+        raise ConfigError("--resolution", resolution, "an integer >= 4")
+    if mask not in (None, "alpha"):
+        raise ConfigError("--mask", mask, "alpha (the 4th channel is the image's alpha) or nothing")
+    files = image_files(folder)
+    images, kept, skipped = convert_files(files, resolution)
+    if len(kept) == 0:
+        raise ConfigError("FOLDER", str(folder), f"a folder with at least one readable image ({len(skipped)} unreadable)")
+    if mask is None:
+        images = images[:, :3]
+    info = {"description": f"imported from {folder}", "licence": licence, "source": str(folder.resolve()),
+            "purpose": "user dataset", "build": f"{RECIPE}; composited on white"
+            + ("; mask = alpha" if mask else ""), "files": len(files), "skipped": len(skipped),
+            "channels": int(images.shape[1])}
+    image_set = ImageSet(images, name, info)
+    path = write_hdf5(dataset_path(name, resolution), image_set)
+    return path, image_set, skipped
+
+
+def list_datasets() -> List[Dict[str, Any]]:
+    rows = []
+    built = built_datasets()
+    for name in DATASETS.names():
+        src_cls = DATASETS.get(name).obj
+        card = dict(src_cls.card)
+        res = built.get(name, [])
+        row = {"name": name, "built": bool(res) or src_cls.procedural, "resolutions": res,
+               "licence": card.get("licence", ""), "source": card.get("source", ""),
+               "purpose": card.get("purpose", ""), "count": None}
+        if res:
+            row["count"] = read_card(dataset_path(name, res[-1])).get("count")
+        elif src_cls.procedural:
+            row["resolutions"] = "any (procedural)"
+        rows.append(row)
+    for name, res in built.items():
+        if name in DATASETS:
+            continue
+        card = read_card(dataset_path(name, res[-1]))
+        rows.append({"name": name, "built": True, "resolutions": res, "licence": card.get("licence", ""),
+                     "source": card.get("source", ""), "purpose": card.get("purpose", "imported"),
+                     "count": card.get("count")})
+    return rows
+
+
+def load_built(name: str, resolution: Optional[int] = None) -> ImageSet:
+    if name.endswith((".h5", ".hdf5")):
+        return read_hdf5(name, "NAME")
+    if name in DATASETS and DATASETS.get(name).obj.procedural:
+        src = source(name)
+        return src.build(resolution or src.default_resolution)
+    res = built_resolutions(name)
+    if not res:
+        raise ConfigError("NAME", name, f"a built dataset (run `ganbench data build {name}`)")
+    if resolution is None:
+        resolution = res[-1]
+    if resolution not in res:
+        raise ConfigError("--resolution", resolution, f"a built resolution of {name}: {', '.join(map(str, res))}")
+    return read_hdf5(str(dataset_path(name, resolution)), "NAME")
+
+
+def contact_sheet(image_set: ImageSet, out: Path, count: int = 64, columns: int = 16) -> Path:
+    """A PNG grid of the first ``count`` images; 4-channel sets alternate RGB and mask rows."""
+    from PIL import Image
+
+    images = image_set.images[:count]
+    n, c, h, w = images.shape
+    rows = (n + columns - 1) // columns
+    band = 2 if c == 4 else 1
+    sheet = np.full((rows * band * (h + 1) + 1, columns * (w + 1) + 1, 3), 128, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        y, x = 1 + r * band * (h + 1), 1 + col * (w + 1)
+        sheet[y:y + h, x:x + w] = images[i, :3].transpose(1, 2, 0)
+        if c == 4:
+            sheet[y + h + 1:y + 2 * h + 1, x:x + w] = images[i, 3][..., None]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out)
+    return out
