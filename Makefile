@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the quickstart: one real trial on the embedded defaults (CPU, offline).
+## Run the quickstart: build the 110 emoji faces, train one real trial on them (CPU).
 demo: $(STAMP)
-	$(VENV)/bin/ganbench trial studies/trials/dcgan-shapes-cpu.yaml --out $(RESULTS)/demo/dcgan-shapes-cpu
+	$(VENV)/bin/ganbench data build emoji-faces --resolution 32
+	$(VENV)/bin/ganbench trial studies/trials/dcgan-emoji-faces-cpu.yaml --out $(RESULTS)/demo/dcgan-emoji-faces-cpu
 	@echo
-	@echo "Outputs: $(RESULTS)/demo/dcgan-shapes-cpu/ (metrics.jsonl, samples/, checkpoints/, status.json)"
+	@echo "Outputs: $(RESULTS)/demo/dcgan-emoji-faces-cpu/ (metrics.jsonl, samples/, checkpoints/, status.json)"
 
 ## Run the test suite (unit + tiny end-to-end); benchmarks are skipped here.
 test: $(STAMP)

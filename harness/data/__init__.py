@@ -80,9 +80,11 @@ def load_image_set(spec: Any) -> ImageSet:
         if not path.exists():
             built = built_resolutions(spec.name)
             hint = f" (built here at: {', '.join(map(str, built))})" if built else ""
+            how = (f"run `ganbench data build {spec.name} --resolution {spec.resolution}`" if spec.name in DATASETS
+                   else f"run `ganbench data import FOLDER --name {spec.name} --resolution {spec.resolution}`")
             raise ConfigError(
                 "dataset.resolution" if built else "dataset.name", spec.resolution if built else spec.name,
-                f"a built dataset: run `ganbench data build {spec.name} --resolution {spec.resolution}`{hint}",
+                f"a built dataset: {how}{hint}",
             )
         image_set = read_hdf5(str(path))
     return conform(image_set, spec.resolution, spec.channels, spec.limit)
