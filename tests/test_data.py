@@ -237,3 +237,31 @@ def test_cli_data_list_build_show(emoji_package, tmp_path, capsys):
     assert "ganbench data build lfw-faces" in capsys.readouterr().err
     rows = {r["name"]: r for r in list_datasets()}
     assert rows["emoji-faces"]["resolutions"] == [16] and rows["emoji-faces"]["count"] == 4
+
+
+def test_loaded_once_per_process_and_reloaded_when_rebuilt(emoji_package):
+    build_dataset("emoji-faces", 16)
+    spec = DatasetSpec(name="emoji-faces", resolution=16)
+    first = load_image_set(spec)
+    assert load_image_set(spec) is first  # the same worker does not read the file again
+    assert not first.images.flags.writeable
+    build_dataset("emoji-faces", 16)  # a rebuilt file is a new file: reloaded
+    assert load_image_set(spec) is not first
+    assert load_image_set(DatasetSpec(name="emoji-faces", resolution=16, limit=2)).images.shape[0] == 2
+
+
+def test_real_only_horizontal_flip():
+    import torch
+
+    from harness.data import ImageSet, TrainingData
+
+    images = np.zeros((2, 3, 4, 4), np.uint8)
+    images[:, :, :, 0] = 255  # a white left column
+    data = TrainingData(ImageSet(images, "x"), torch.device("cpu"), hflip=True)
+    batch = data.batch(torch.tensor([0, 1]), torch.tensor([True, False]))
+    assert batch[0, 0, 0, -1] == 1 and batch[0, 0, 0, 0] == -1  # flipped: column moved right
+    assert batch[1, 0, 0, 0] == 1  # not flipped
+    plain = TrainingData(ImageSet(images, "x"), torch.device("cpu"), hflip=False)
+    assert plain.batch(torch.tensor([0]), torch.tensor([True]))[0, 0, 0, 0] == 1
+    four = TrainingData(ImageSet(np.zeros((1, 4, 4, 4), np.uint8), "y"), torch.device("cpu"))
+    assert four.rgb.shape == (1, 3, 4, 4)  # metrics see the RGB view of RGB + mask data

@@ -10,7 +10,7 @@ from harness.spec import DatasetSpec
 
 def _images(count=400, seed=0):
     spec = DatasetSpec(name="shapes", resolution=32, kwargs={"count": count, "seed": seed})
-    return torch.from_numpy(load_image_set(spec).images).float().div(127.5).sub(1)[:, :3]
+    return torch.from_numpy(load_image_set(spec).images.copy()).float().div(127.5).sub(1)[:, :3]
 
 
 def _swd(real, fake, seed=0, cache=None):

@@ -12,6 +12,8 @@ A dataset source is a class registered in ``harness.registry.DATASETS`` with a
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -65,8 +67,49 @@ def known_dataset(name: str) -> bool:
     return name in DATASETS or bool(built_resolutions(name))
 
 
+# Datasets stay loaded in a worker process: a reused (Ray) worker running trial after
+# trial on the same dataset reads and converts it once. Keyed by everything that
+# defines the pixels, including the file's identity, so a rebuilt file is reloaded.
+_LOADED: "OrderedDict[tuple, ImageSet]" = OrderedDict()
+_LOADED_MAX = 4
+
+
+def _load_key(spec: Any) -> tuple:
+    from harness.data.cache import dataset_path
+
+    if spec.is_path():
+        path = spec.name
+    elif spec.name in DATASETS and DATASETS.get(spec.name).obj.procedural:
+        path = None
+    else:
+        path = str(dataset_path(spec.name, spec.resolution))
+    stamp = None
+    if path is not None:
+        try:
+            st = os.stat(path)
+            stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = (path, None)
+    kwargs = tuple(sorted((k, repr(v)) for k, v in (spec.kwargs or {}).items()))
+    return (spec.name, spec.resolution, spec.channels, spec.limit, kwargs, stamp)
+
+
 def load_image_set(spec: Any) -> ImageSet:
-    """The uint8 images a DatasetSpec names, at its resolution and channel count."""
+    """The uint8 images a DatasetSpec names, at its resolution and channel count (cached
+    per process; the returned set must not be modified)."""
+    key = _load_key(spec)
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    image_set = _load_image_set(spec)
+    image_set.images.setflags(write=False)
+    _LOADED[key] = image_set
+    while len(_LOADED) > _LOADED_MAX:
+        _LOADED.popitem(last=False)
+    return image_set
+
+
+def _load_image_set(spec: Any) -> ImageSet:
     from harness.data.cache import built_resolutions, dataset_path
     from harness.data.hdf5 import read_hdf5
 
@@ -120,7 +163,7 @@ class TrainingData:
         self.name = image_set.name
         self.fingerprint = image_set.fingerprint
         self.info = image_set.info
-        self.images = torch.from_numpy(image_set.images).to(device).float().div_(127.5).sub_(1.0)
+        self.images = torch.from_numpy(image_set.images.copy()).to(device).float().div_(127.5).sub_(1.0)
         self.hflip = hflip
         self.device = device
 
