@@ -15,6 +15,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -34,7 +35,7 @@ class ImageSet:
     info: Dict[str, Any] = field(default_factory=dict)
     labels: Optional[np.ndarray] = None
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.images)
 
