@@ -219,7 +219,8 @@ class EvalContext:
     device: torch.device
     seed: int
     dataset_fingerprint: str = ""
-    cache: Dict[str, Any] = field(default_factory=dict)  # per-trial memo (real statistics)
+    cache: Dict[Any, Any] = field(default_factory=dict)  # per-trial memo (real statistics)
+    memo: Dict[Any, Any] = field(default_factory=dict)  # per-evaluation memo (fake features)
 
 
 class Metric:

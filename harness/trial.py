@@ -34,7 +34,7 @@ from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
 from harness.metrics import evaluate
-from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, METRICS, REGULARIZERS, TRANSFERS
+from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
 from harness.store import TrialRecord
@@ -259,7 +259,7 @@ class Trial:
 
     def evaluate(self) -> Dict[str, Any]:
         if not self.spec.eval.metrics:
-            return {"values": {}, "protocol": {}}
+            return {"values": {}, "protocol": {}, "higher_is_better": {}}
         ctx = EvalContext(
             real=self.data.rgb, generate=self.generate, n_fake=self.spec.eval.n_samples, device=self.device,
             seed=self.spec.seed, dataset_fingerprint=self.data.fingerprint, cache=self.metric_cache,
@@ -306,7 +306,7 @@ class Trial:
             row["metrics"] = evaluation["values"]
             row["protocol"] = evaluation["protocol"]
             for name, value in evaluation["values"].items():
-                better = max if _higher_is_better(name) else min
+                better = max if evaluation["higher_is_better"].get(name, False) else min
                 self.best[name] = better(self.best.get(name, value), value)
             row["best"] = dict(self.best)
         self.loss_sums, self.loss_count = {}, 0
@@ -446,13 +446,6 @@ class Trial:
         error = f"non-finite {term} at iteration {self.iteration + 1}"
         self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
         return {"status": "diverged", "error": error}
-
-
-def _higher_is_better(metric_value_name: str) -> bool:
-    for name in METRICS.names():
-        if metric_value_name == name or metric_value_name.startswith(name + "_"):
-            return bool(METRICS.get(name).obj.higher_is_better)
-    return False
 
 
 def _python_rng_state() -> List[Any]:

@@ -10,14 +10,17 @@ from harness.registry import METRICS
 
 
 def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
-    """Compute the named metrics; return ``{"values": {...}, "protocol": {...}}``."""
+    """Compute the named metrics; return their values, protocols and directions."""
     values: Dict[str, float] = {}
     protocol: Dict[str, Any] = {}
+    higher: Dict[str, bool] = {}
+    ctx.memo = {}  # fakes are drawn once per evaluation and shared by its metrics
     for name in names:
         metric = METRICS.build(name, None, "eval.metrics")
         with torch.no_grad():
             result = metric.compute(ctx)
         values.update({k: float(v) for k, v in result.items()})
+        higher.update({k: bool(metric.higher_is_better) for k in result})
         protocol[name] = {"n_fake": ctx.n_fake, "n_real": int(ctx.real.shape[0]),
                           "reference": ctx.dataset_fingerprint, "seed": ctx.seed, **metric.protocol()}
-    return {"values": values, "protocol": protocol}
+    return {"values": values, "protocol": protocol, "higher_is_better": higher}

@@ -1,0 +1,137 @@
+"""Metrics in a pretrained network's feature space: Fréchet distance, KID, PR/DC.
+
+Names say which network: ``fd_effnet`` / ``kid_effnet`` / ``prdc_effnet`` use the offline
+EfficientNet-Lite0 (never called "FID"); ``fid`` / ``kid_inception`` use the standard
+Inception-v3 with torch-fidelity's TF-exact pipeline, ``fid_legacy`` pytorch-fid's.
+
+Real features are computed once per (dataset fingerprint, extractor weights, pipeline,
+n) and cached on disk under ``$GANBENCH_CACHE/stats`` (shared by every trial and worker
+of the machine); generated features are computed once per evaluation and shared by all
+metrics of that extractor. Fakes are generated in memory in batches, never written out.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import torch
+
+from harness.data.cache import cache_dir
+from harness.interfaces import EvalContext, Metric
+from harness.metrics.extractors import EXTRACTORS, FeatureExtractor
+from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, kernel_inception_distance, \
+    precision_recall
+from harness.registry import METRICS
+
+_EXTRACTORS: Dict[Tuple[str, str, str], FeatureExtractor] = {}
+
+
+def extractor(name: str, pipeline: str, device: torch.device) -> FeatureExtractor:
+    key = (name, pipeline, str(device))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = EXTRACTORS.get(name).obj(device, pipeline)
+    return _EXTRACTORS[key]
+
+
+def real_features(ext: FeatureExtractor, ctx: EvalContext) -> np.ndarray:
+    n = int(ctx.real.shape[0])
+    key = f"{ctx.dataset_fingerprint[:32]}-{ext.name}-{ext.weights_sha256[:16]}-{ext.pipeline}-{n}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    path = cache_dir() / "stats" / f"{key}.npy"
+    if ctx.dataset_fingerprint and path.exists():
+        feats = np.load(path, allow_pickle=False)
+    else:
+        feats = ext.features(ctx.real)
+        if ctx.dataset_fingerprint:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+            np.save(tmp, feats, allow_pickle=False)
+            os.replace(tmp, path)
+    ctx.cache[key] = feats
+    return feats
+
+
+def fake_features(ext: FeatureExtractor, ctx: EvalContext) -> np.ndarray:
+    key = ("fake", ext.name, ext.pipeline)
+    if key not in ctx.memo:
+        ctx.memo[key] = np.concatenate([ext.features(batch) for batch in ctx.generate(ctx.n_fake)], axis=0)
+    return ctx.memo[key]
+
+
+class _FeatureMetric(Metric):
+    extractor_name = ""
+    pipeline = ""
+
+    def compute(self, ctx: EvalContext) -> Dict[str, float]:
+        ext = extractor(self.extractor_name, self.pipeline, ctx.device)
+        self._protocol = ext.protocol()
+        return self.measure(real_features(ext, ctx), fake_features(ext, ctx), ctx)
+
+    def measure(self, real: np.ndarray, fake: np.ndarray, ctx: EvalContext) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def protocol(self) -> Dict[str, Any]:
+        return dict(getattr(self, "_protocol", {"extractor": self.extractor_name, "pipeline": self.pipeline}))
+
+
+class _Frechet(_FeatureMetric):
+    def measure(self, real, fake, ctx):
+        r, f = GaussianStats.of(real), GaussianStats.of(fake)
+        return {self.key: frechet_distance(r.mu, r.sigma, f.mu, f.sigma)}
+
+
+class _KID(_FeatureMetric):
+    def measure(self, real, fake, ctx):
+        out = kernel_inception_distance(real, fake, seed=ctx.seed)
+        self.subset = out["kid_subset_size"]
+        return {self.key: out["kid"], f"{self.key}_std": out["kid_std"]}
+
+    def protocol(self):
+        return {**super().protocol(), "kid_subset_size": getattr(self, "subset", None), "kid_subsets": 100,
+                "kernel": "(x.y/d + 1)^3"}
+
+
+class _PRDC(_FeatureMetric):
+    def measure(self, real, fake, ctx):
+        out = {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5)}
+        return {f"{k}_{self.suffix}": v for k, v in out.items()}
+
+    def protocol(self):
+        return {**super().protocol(), "k_precision_recall": 3, "k_density_coverage": 5}
+
+
+@METRICS.register("fd_effnet")
+class FDEffNet(_Frechet):
+    """Fréchet distance in EfficientNet-Lite0 features (offline default)."""
+    extractor_name, pipeline, key = "efficientnet-lite0", "bilinear224", "fd_effnet"
+
+
+@METRICS.register("kid_effnet")
+class KIDEffNet(_KID):
+    extractor_name, pipeline, key = "efficientnet-lite0", "bilinear224", "kid_effnet"
+
+
+@METRICS.register("prdc_effnet")
+class PRDCEffNet(_PRDC):
+    """precision/recall (k=3) and density/coverage (k=5); higher is better for all four."""
+    higher_is_better = True
+    extractor_name, pipeline, suffix = "efficientnet-lite0", "bilinear224", "effnet"
+
+
+@METRICS.register("fid")
+class FID(_Frechet):
+    """Standard FID: Inception-v3 pool3, torch-fidelity's TF-exact pipeline."""
+    extractor_name, pipeline, key = "inception", "tf_compat", "fid"
+
+
+@METRICS.register("fid_legacy")
+class FIDLegacy(_Frechet):
+    """FID with pytorch-fid's pipeline (PyTorch bilinear resize)."""
+    extractor_name, pipeline, key = "inception", "legacy_pytorch", "fid_legacy"
+
+
+@METRICS.register("kid_inception")
+class KIDInception(_KID):
+    extractor_name, pipeline, key = "inception", "tf_compat", "kid_inception"

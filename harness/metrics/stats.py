@@ -1,0 +1,96 @@
+"""Distances between feature sets: Fréchet distance, KID, precision/recall, density/coverage.
+
+All in float64. The Fréchet distance uses a symmetric eigendecomposition instead of
+``scipy.linalg.sqrtm``: Tr(sqrt(S1 S2)) = Tr(sqrt(A S2 A)) with A = sqrt(S1), and
+A S2 A is symmetric positive semi-definite, so two ``eigh`` calls give the trace exactly
+where sqrtm iterates on a non-symmetric product (same value, ~4x faster at 2048-d).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+
+@dataclass
+class GaussianStats:
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "GaussianStats":
+        f = np.asarray(features, dtype=np.float64)
+        return cls(f.mean(axis=0), np.cov(f, rowvar=False), f.shape[0])
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    root = _psd_sqrt(s1)
+    middle = root @ s2 @ root
+    middle = (middle + middle.T) / 2  # exact symmetry against rounding
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+
+
+def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 100,
+                              subset_size: Optional[int] = None, seed: int = 0) -> Dict[str, float]:
+    """Unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged
+    over random subsets (Binkowski et al. 2018). ``subset_size`` defaults to
+    min(1000, smaller set), so a 100-image reference set works."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    d = real.shape[1]
+    m = subset_size or min(1000, real.shape[0], fake.shape[0])
+    m = min(m, real.shape[0], fake.shape[0])
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    values = np.empty(subsets)
+    for i in range(subsets):
+        x = real[rng.choice(real.shape[0], m, replace=False)]
+        y = fake[rng.choice(fake.shape[0], m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        values[i] = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+    return {"kid": float(values.mean()), "kid_std": float(values.std()), "kid_subset_size": m}
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(sq, 0, None))
+
+
+def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
+    dist = _pairwise(x, x)
+    return np.partition(dist, k, axis=1)[:, k]  # index 0 is the point itself
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> Dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifolds."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    r_real, r_fake = _kth_neighbour_radius(real, k), _kth_neighbour_radius(fake, k)
+    d = _pairwise(fake, real)  # fake x real
+    precision = (d <= r_real[None, :]).any(axis=1).mean()
+    recall = (d.T <= r_fake[None, :]).any(axis=1).mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> Dict[str, float]:
+    """Density and coverage (Naeem et al. 2020)."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    r_real = _kth_neighbour_radius(real, k)
+    d = _pairwise(real, fake)  # real x fake
+    inside = d <= r_real[:, None]
+    density = inside.sum() / (k * fake.shape[0])
+    coverage = (d.min(axis=1) <= r_real).mean()
+    return {"density": float(density), "coverage": float(coverage)}
