@@ -5,6 +5,7 @@
     ganbench trial FILE.yaml --out DIR      run one trial in-process (resumes on rerun)
     ganbench list                           registered variants of every kind
     ganbench data list|build|show|import    datasets (see README)
+    ganbench metric --real D --fake D|TRIAL|CKPT   evaluate against a dataset
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 
 from harness.data.fetch import DataSourceError
 from harness.errors import CheckpointError, ConfigError
+from harness.metrics.extractors import WeightsError
 
 
 def _overrides(pairs: List[str]) -> Dict[str, Any]:
@@ -151,6 +153,27 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metric(args: argparse.Namespace) -> int:
+    from harness.metrics.standalone import measure
+    from harness.registry import METRICS
+
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    for i, name in enumerate(names):
+        METRICS.get(name, f"--metrics[{i}]")
+    result = measure(args.real, args.fake, names, n=args.n, resolution=args.resolution, device=args.device,
+                     seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    print(f"real: {args.real} ({result['real']['n']} images, {result['real']['resolution']} px); "
+          f"fake: {args.fake} ({result['fake']['n']} images)")
+    for key, value in result["values"].items():
+        print(f"  {key:20} {value:.6g}")
+    for name, proto in result["protocol"].items():
+        print(f"  # {name}: " + ", ".join(f"{k}={v}" for k, v in proto.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganbench", description="Benchmark data-efficient GAN training.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("metric", help="evaluate a generator or dataset against a dataset")
+    p.add_argument("--real", required=True, help="reference dataset: a name or an .hdf5 path")
+    p.add_argument("--fake", required=True, help="a dataset name/.hdf5 path, a trial directory or a ckpt-*.pt file")
+    p.add_argument("--metrics", default="fd_effnet,kid_effnet", help="comma-separated metric names")
+    p.add_argument("--n", type=int, default=None, help="generated images (default: the trial's eval.n_samples)")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metric)
 
     data = sub.add_parser("data", help="datasets: list, build, show, import").add_subparsers(
         dest="data_command", required=True)
@@ -208,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, DataSourceError) as err:
+    except (ConfigError, CheckpointError, DataSourceError, WeightsError) as err:
         print(f"ganbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

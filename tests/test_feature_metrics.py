@@ -168,3 +168,30 @@ def test_feature_metrics_in_a_trial(tmp_path, isolated_cache):
     assert len(list((isolated_cache / "stats").glob("*efficientnet-lite0*.npy"))) == 1
     # higher-is-better metrics keep their maximum as best
     assert evals[-1]["best"]["coverage_effnet"] == max(r["metrics"]["coverage_effnet"] for r in evals)
+
+
+def test_cli_metric_on_a_trial_and_a_dataset(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+    from harness.trial import run_trial
+    from tests.conftest import tiny_config
+
+    run_trial(tiny_config(**{"optimization.iterations": 5, "dataset.kwargs": {}}), tmp_path / "t")
+    assert main(["data", "build", "lfw-faces", "--resolution", "16"]) == 0
+    capsys.readouterr()
+    assert main(["metric", "--real", "lfw-faces", "--fake", str(tmp_path / "t"), "--metrics", "swd,kid_effnet",
+                 "--n", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fake"]["kind"] == "generator" and out["fake"]["iteration"] == 5 and out["fake"]["n"] == 20
+    assert out["real"]["n"] == 100 and np.isfinite(out["values"]["kid_effnet"])
+    assert out["protocol"]["kid_effnet"]["weights_sha256"] == ex.EFFNET_SHA256
+    ckpt = sorted((tmp_path / "t" / "checkpoints").glob("*.pt"))[-1]
+    assert main(["metric", "--real", "lfw-faces", "--fake", str(ckpt), "--metrics", "swd", "--n", "20"]) == 0
+    assert "swd" in capsys.readouterr().out
+    assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--metrics", "swd"]) == 0
+    capsys.readouterr()
+    assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--metrics", "fid_magic"]) == 2
+    assert "--metrics[0]" in capsys.readouterr().err
+    assert main(["metric", "--real", "lfw-faces", "--fake", str(tmp_path / "missing"), "--metrics", "swd"]) == 2
+    assert "--fake" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Evaluate any generator or dataset against a dataset (``ganbench metric``); trials use
+the same metric code through :func:`harness.metrics.evaluate`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from harness import checkpoint as ckpt
+from harness.data import fingerprint
+from harness.data.catalog import load_built
+from harness.errors import ConfigError
+from harness.interfaces import EvalContext, Generator
+from harness.metrics import evaluate
+from harness.registry import ARCHITECTURES
+from harness.spec import TrialSpec, parse_trial
+
+
+def _images(name: str, resolution: Optional[int]) -> Tuple[torch.Tensor, str]:
+    image_set = load_built(name, resolution)
+    images = torch.from_numpy(image_set.images.copy())[:, :3].float().div(127.5).sub(1)
+    return images, image_set.fingerprint
+
+
+def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSpec, int]:
+    """The EMA generator of a trial directory (newest valid checkpoint) or of one checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        state = ckpt.load_latest(path / "checkpoints")
+        if state is None:
+            raise ConfigError("--fake", str(path), "a trial directory with a valid checkpoint")
+    elif path.suffix == ".pt":
+        state = ckpt.load_file(path, path.with_suffix(".json"))
+    else:
+        raise ConfigError("--fake", str(path), "a dataset name, an .hdf5 file, a trial directory or a ckpt-*.pt file")
+    spec = parse_trial(state["config"])
+    arch = ARCHITECTURES.build(spec.architecture.name, spec.architecture.kwargs, "architecture.name",
+                               resolution=spec.dataset.resolution, channels=spec.dataset.channels)
+    G = arch.make_generator()
+    G.load_state_dict(state["G_ema"])
+    G.set_progress(int(state["iteration"]))
+    return G.to(device).eval(), spec, int(state["iteration"])
+
+
+def measure(real: str, fake: str, metrics: List[str], n: Optional[int] = None, resolution: Optional[int] = None,
+            device: str = "cpu", seed: int = 0, batch_size: int = 100) -> Dict[str, Any]:
+    dev = torch.device(device)
+    source: Dict[str, Any] = {"fake": fake}
+    fake_path = Path(fake)
+    if ("/" in fake or fake.endswith((".pt", ".hdf5", ".h5"))) and not fake_path.exists():
+        raise ConfigError("--fake", fake, "an existing trial directory, ckpt-*.pt or .hdf5 file, or a dataset name")
+    if fake_path.is_dir() or fake_path.suffix == ".pt":
+        G, spec, iteration = generator_from(fake_path, dev)
+        resolution = resolution or spec.dataset.resolution
+        n_fake = n or spec.eval.n_samples
+        truncation = spec.eval.truncation
+
+        @torch.no_grad()
+        def generate(count: int) -> Iterator[torch.Tensor]:
+            gen = torch.Generator().manual_seed(seed)
+            done = 0
+            while done < count:
+                k = min(batch_size, count - done)
+                yield G(G.sample_latent(k, gen, truncation).to(dev))
+                done += k
+
+        source.update({"kind": "generator", "iteration": iteration, "architecture": spec.architecture.name})
+    else:
+        fake_images, fake_fp = _images(fake, resolution)
+        resolution = resolution or fake_images.shape[-1]
+        n_fake = min(n or fake_images.shape[0], fake_images.shape[0])
+        fake_images = fake_images[:n_fake]
+
+        def generate(count: int) -> Iterator[torch.Tensor]:
+            for i in range(0, count, batch_size):
+                yield fake_images[i:i + batch_size].to(dev)
+
+        source.update({"kind": "dataset", "fingerprint": fake_fp})
+    real_images, real_fp = _images(real, resolution)
+    ctx = EvalContext(real=real_images.to(dev), generate=generate, n_fake=n_fake, device=dev, seed=seed,
+                      dataset_fingerprint=real_fp)
+    result = evaluate(metrics, ctx)
+    result["real"] = {"name": real, "fingerprint": real_fp, "n": int(real_images.shape[0]), "resolution": resolution}
+    result["fake"] = {**source, "n": n_fake}
+    return result
