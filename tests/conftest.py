@@ -55,3 +55,25 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "ganbench-cache"
     monkeypatch.setenv("GANBENCH_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def stand_in_inception(tmp_path, monkeypatch):
+    """A random FID-Inception state dict where pytorch-fid looks (the torch hub cache),
+    accepted by ganbench only because the test swaps in its hash."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GANBENCH_INCEPTION_WEIGHTS", raising=False)
+    torch.manual_seed(0)
+    from harness.metrics import extractors as ex
+
+    net = ex._fid_inception_network()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, 0.1)
+    path = tmp_path / "torch" / "hub" / "checkpoints" / ex.INCEPTION_FILE
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    monkeypatch.setattr(ex, "INCEPTION_SHA256", ex.sha256_file(path))
+    monkeypatch.setattr(ex, "INCEPTION_BYTES", path.stat().st_size)
+    return path

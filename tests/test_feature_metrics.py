@@ -50,26 +50,6 @@ def test_kid_precision_recall_density_coverage():
     assert far["precision"] < 0.2 and far["recall"] < 0.2 and far["coverage"] < 0.2
 
 
-@pytest.fixture
-def stand_in_inception(tmp_path, monkeypatch):
-    """A random FID-Inception state dict where pytorch-fid looks (the torch hub cache),
-    accepted by ganbench only because the test swaps in its hash."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("GANBENCH_INCEPTION_WEIGHTS", raising=False)
-    torch.manual_seed(0)
-    net = ex._fid_inception_network()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.uniform_(0.5, 1.5)
-            m.running_mean.normal_(0, 0.1)
-    path = tmp_path / "torch" / "hub" / "checkpoints" / ex.INCEPTION_FILE
-    path.parent.mkdir(parents=True)
-    torch.save(net.state_dict(), path)
-    monkeypatch.setattr(ex, "INCEPTION_SHA256", ex.sha256_file(path))
-    monkeypatch.setattr(ex, "INCEPTION_BYTES", path.stat().st_size)
-    return path
-
-
 def test_inception_pipelines_match_the_libraries(stand_in_inception):
     from pytorch_fid.inception import InceptionV3 as PytorchFidInception
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

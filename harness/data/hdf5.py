@@ -8,25 +8,20 @@ BigGAN-PyTorch's ``make_hdf5.py`` (``imgs``, ``labels``, no attributes) load unc
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.store import atomic_target
 
 
 def write_hdf5(path: Path, image_set: Any) -> Path:
     """Write atomically (temp file in the same folder, fsync, rename)."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         with h5py.File(tmp, "w") as fh:
             fh.create_dataset("imgs", data=image_set.images, chunks=True, compression="gzip", compression_opts=4)
             if image_set.labels is not None:
@@ -37,13 +32,6 @@ def write_hdf5(path: Path, image_set: Any) -> Path:
                          "fingerprint": image_set.fingerprint})
             for key, value in card.items():
                 fh.attrs[key] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -11,7 +11,6 @@ metrics of that extractor. Fakes are generated in memory in batches, never writt
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -23,6 +22,7 @@ from harness.metrics.extractors import EXTRACTORS, FeatureExtractor
 from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, kernel_inception_distance, \
     precision_recall
 from harness.registry import METRICS
+from harness.store import atomic_target
 
 _EXTRACTORS: Dict[Tuple[str, str, str], FeatureExtractor] = {}
 
@@ -45,10 +45,8 @@ def real_features(ext: FeatureExtractor, ctx: EvalContext) -> np.ndarray:
     else:
         feats = ext.features(ctx.real)
         if ctx.dataset_fingerprint:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-            np.save(tmp, feats, allow_pickle=False)
-            os.replace(tmp, path)
+            with atomic_target(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, feats, allow_pickle=False)
     ctx.cache[key] = feats
     return feats
 

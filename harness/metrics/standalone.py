@@ -3,12 +3,11 @@ the same metric code through :func:`harness.metrics.evaluate`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from harness import checkpoint as ckpt
-from harness.data import fingerprint
 from harness.data.catalog import load_built
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext, Generator

@@ -22,20 +22,7 @@ from harness.metrics.stats import GaussianStats, frechet_distance
 N = int(os.environ.get("GANBENCH_BENCH_N", "500"))
 
 
-@pytest.fixture
-def stand_in(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    torch.manual_seed(0)
-    net = ex._fid_inception_network()
-    path = tmp_path / "torch" / "hub" / "checkpoints" / ex.INCEPTION_FILE
-    path.parent.mkdir(parents=True)
-    torch.save(net.state_dict(), path)
-    monkeypatch.setattr(ex, "INCEPTION_SHA256", ex.sha256_file(path))
-    monkeypatch.setattr(ex, "INCEPTION_BYTES", path.stat().st_size)
-    return path
-
-
-def test_fid_pipeline_speed_vs_pytorch_fid(benchmark, tmp_path, stand_in):
+def test_fid_pipeline_speed_vs_pytorch_fid(benchmark, tmp_path, stand_in_inception):
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
     torch.set_num_threads(os.cpu_count() or 1)
