@@ -231,6 +231,10 @@ class Metric:
     def __init__(self, params: Any = None):
         self.params = params
 
+    @classmethod
+    def prepare(cls, device: torch.device) -> None:
+        """Load and verify what the metric needs (weights) before a trial trains."""
+
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         raise NotImplementedError
 

@@ -33,7 +33,7 @@ from harness import checkpoint as ckpt
 from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
-from harness.metrics import evaluate
+from harness.metrics import evaluate, prepare as prepare_metrics
 from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
@@ -152,6 +152,7 @@ class Trial:
                 for i, r in enumerate(spec.regularizers)]
         loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
         self.models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])
+        prepare_metrics(spec.eval.metrics, self.device)
         self.sampler = Sampler(spec.seed)
         # Fixed noise for sample grids and evaluation: the same latents at every
         # evaluation, so the series measures the generator, not the draw.

@@ -175,3 +175,17 @@ def test_cli_metric_on_a_trial_and_a_dataset(tmp_path, capsys):
     assert "--metrics[0]" in capsys.readouterr().err
     assert main(["metric", "--real", "lfw-faces", "--fake", str(tmp_path / "missing"), "--metrics", "swd"]) == 2
     assert "--fake" in capsys.readouterr().err
+
+
+def test_missing_fid_weights_fail_before_training(tmp_path, monkeypatch):
+    from harness.cli import main
+    from tests.conftest import tiny_config
+    import yaml
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GANBENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(**{"eval.metrics": ["fid"]})))
+    assert main(["trial", str(cfg), "--out", str(tmp_path / "t"), "--quiet"]) == 2
+    assert not (tmp_path / "t" / "metrics.jsonl").exists()  # nothing trained

@@ -9,6 +9,15 @@ from harness.interfaces import EvalContext
 from harness.registry import METRICS
 
 
+def prepare(names: List[str], device: torch.device) -> None:
+    """Load what the metrics need (verified weights) now, so a missing or wrong file fails
+    before training starts, not at the first evaluation."""
+    for name in names:
+        hook = getattr(METRICS.get(name, "eval.metrics").obj, "prepare", None)
+        if hook is not None:
+            hook(device)
+
+
 def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     """Compute the named metrics; return their values, protocols and directions."""
     values: Dict[str, float] = {}

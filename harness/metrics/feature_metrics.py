@@ -62,6 +62,10 @@ class _FeatureMetric(Metric):
     extractor_name = ""
     pipeline = ""
 
+    @classmethod
+    def prepare(cls, device: torch.device) -> None:
+        extractor(cls.extractor_name, cls.pipeline, device)
+
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         ext = extractor(self.extractor_name, self.pipeline, ctx.device)
         self._protocol = ext.protocol()
