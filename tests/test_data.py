@@ -265,3 +265,22 @@ def test_real_only_horizontal_flip():
     assert plain.batch(torch.tensor([0]), torch.tensor([True]))[0, 0, 0, 0] == 1
     four = TrainingData(ImageSet(np.zeros((1, 4, 4, 4), np.uint8), "y"), torch.device("cpu"))
     assert four.rgb.shape == (1, 3, 4, 4)  # metrics see the RGB view of RGB + mask data
+
+
+def test_cli_data_import_and_list(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    for i in range(2):
+        _rgba_png(folder / f"ok{i}.png", (20, 20), (0, 255, 0, 255), (0, 0, 20, 20))
+    (folder / "bad.png").write_bytes(b"broken")
+    assert main(["data", "import", str(folder), "--name", "greens", "--resolution", "8", "--mask", "alpha",
+                 "--licence", "CC0"]) == 0
+    out = capsys.readouterr().out
+    assert "2 images imported, 1 unreadable skipped" in out and "bad.png" in out
+    assert main(["data", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["greens"]["licence"] == "CC0" and rows["greens"]["count"] == 2
+    assert main(["data", "import", str(folder), "--name", "shapes", "--resolution", "8"]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "architecture: biggan, dcgan, progressive, resnet" in listing and "fd_effnet" in listing
