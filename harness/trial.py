@@ -37,7 +37,7 @@ from harness.metrics import evaluate, prepare as prepare_metrics
 from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
-from harness.store import TrialRecord
+from harness.store import TrialRecord, atomic_write_json, atomic_write_text
 
 GRID_SIZE = 64  # samples in a sample grid (8 x 8)
 
@@ -338,9 +338,8 @@ class Trial:
             kept = record.truncate_reports(self.iteration)
             self.last_report = kept[-1] if kept else None
         else:
-            record.truncate_reports(0) if record.metrics_path.exists() else None
-            from harness.store import atomic_write_text, atomic_write_json
-
+            if record.metrics_path.exists():  # killed before its first checkpoint: start over
+                record.truncate_reports(0)
             atomic_write_text(record.config_path, spec.to_yaml())
             env = environment(spec, self.device)
             env.update(self.describe())

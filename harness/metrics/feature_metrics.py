@@ -104,36 +104,45 @@ class _PRDC(_FeatureMetric):
         return {**super().protocol(), "k_precision_recall": 3, "k_density_coverage": 5}
 
 
+class _EffNet:
+    extractor_name, pipeline = "efficientnet-lite0", "bilinear224"
+
+
+class _Inception:
+    extractor_name, pipeline = "inception", "tf_compat"
+
+
 @METRICS.register("fd_effnet")
-class FDEffNet(_Frechet):
+class FDEffNet(_EffNet, _Frechet):
     """Fréchet distance in EfficientNet-Lite0 features (offline default)."""
-    extractor_name, pipeline, key = "efficientnet-lite0", "bilinear224", "fd_effnet"
+    key = "fd_effnet"
 
 
 @METRICS.register("kid_effnet")
-class KIDEffNet(_KID):
-    extractor_name, pipeline, key = "efficientnet-lite0", "bilinear224", "kid_effnet"
+class KIDEffNet(_EffNet, _KID):
+    key = "kid_effnet"
 
 
 @METRICS.register("prdc_effnet")
-class PRDCEffNet(_PRDC):
+class PRDCEffNet(_EffNet, _PRDC):
     """precision/recall (k=3) and density/coverage (k=5); higher is better for all four."""
     higher_is_better = True
-    extractor_name, pipeline, suffix = "efficientnet-lite0", "bilinear224", "effnet"
+    suffix = "effnet"
 
 
 @METRICS.register("fid")
-class FID(_Frechet):
+class FID(_Inception, _Frechet):
     """Standard FID: Inception-v3 pool3, torch-fidelity's TF-exact pipeline."""
-    extractor_name, pipeline, key = "inception", "tf_compat", "fid"
+    key = "fid"
 
 
 @METRICS.register("fid_legacy")
-class FIDLegacy(_Frechet):
+class FIDLegacy(_Inception, _Frechet):
     """FID with pytorch-fid's pipeline (PyTorch bilinear resize)."""
-    extractor_name, pipeline, key = "inception", "legacy_pytorch", "fid_legacy"
+    key = "fid_legacy"
+    pipeline = "legacy_pytorch"
 
 
 @METRICS.register("kid_inception")
-class KIDInception(_KID):
-    extractor_name, pipeline, key = "inception", "tf_compat", "kid_inception"
+class KIDInception(_Inception, _KID):
+    key = "kid_inception"
