@@ -3,6 +3,8 @@
     ganbench validate FILE.yaml             check a trial config without running it
     ganbench describe FILE.yaml             resolved config + parameter counts of G and D
     ganbench trial FILE.yaml --out DIR      run one trial in-process (resumes on rerun)
+    ganbench pretrain FILE.yaml --name N    train a source model and store it in the model zoo
+    ganbench zoo list|show|export           the model zoo of transfer source models
     ganbench list                           registered variants of every kind
     ganbench data list|build|show|import    datasets (see README)
     ganbench metric --real D --fake D|TRIAL|CKPT   evaluate against a dataset
@@ -89,6 +91,68 @@ def cmd_trial(args: argparse.Namespace) -> int:
                       "metrics": report.get("metrics", {}), "best": report.get("best", {}),
                       "error": result.error}, indent=2))
     return 0 if result.status == "completed" else 3
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from harness import zoo
+    from harness.data.cache import valid_name
+    from harness.trial import run_trial
+
+    spec = _load(args)
+    if not valid_name(args.name):
+        raise ConfigError("--name", args.name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    root = zoo.zoo_dir() if args.zoo is None else args.zoo
+    from pathlib import Path
+
+    if (Path(root) / args.name).exists() and not args.force:  # refuse before hours of training
+        raise ConfigError("--name", args.name, f"a name not yet in the zoo at {root} (or --force to replace it)")
+    out = args.out or str(Path("results") / "pretrain" / args.name)
+    result = run_trial(spec, out, progress=not args.quiet)
+    if result.status != "completed":
+        print(json.dumps({"status": result.status, "out": str(result.out_dir), "error": result.error}, indent=2))
+        return 3
+    entry = zoo.export(out, args.name, zoo=args.zoo, force=args.force)
+    print(json.dumps({"status": result.status, "out": str(result.out_dir), "zoo_entry": str(entry),
+                      "best": (result.last_report or {}).get("best", {})}, indent=2))
+    return 0
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from harness import zoo
+
+    names = zoo.list_models()
+    rows = []
+    for name in names:
+        card = zoo.read_card(zoo.zoo_dir() / name)
+        rows.append({"name": name, "architecture": card["architecture"]["name"], "resolution": card["resolution"],
+                     "channels": card["channels"], "dataset": card["dataset"]["name"],
+                     "iterations": card["iterations"], "best": card.get("best", {})})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':24} {'architecture':12} {'px':>4} {'ch':>2} {'dataset':16} {'iterations':>10}  best")
+    for r in rows:
+        best = ", ".join(f"{k} {v:.4g}" for k, v in r["best"].items()) or "-"
+        print(f"{r['name']:24} {r['architecture']:12} {r['resolution']:>4} {r['channels']:>2} {r['dataset']:16} "
+              f"{r['iterations']:>10}  {best}")
+    print(f"# zoo: {zoo.zoo_dir()}")
+    return 0
+
+
+def cmd_zoo_show(args: argparse.Namespace) -> int:
+    from harness import zoo
+
+    entry = zoo.resolve(args.name, "name")
+    print(json.dumps(zoo.read_card(entry), indent=2))
+    return 0
+
+
+def cmd_zoo_export(args: argparse.Namespace) -> int:
+    from harness import zoo
+
+    entry = zoo.export(args.trial, args.name, zoo=args.zoo, force=args.force)
+    print(f"{args.trial} -> {entry}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -197,6 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the trial's directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_trial)
+
+    p = sub.add_parser("pretrain", help="train a source model and store it in the model zoo")
+    with_config(p)
+    p.add_argument("--name", required=True, help="the zoo entry's name (transfer.source refers to it)")
+    p.add_argument("--out", default=None, help="the trial's directory (default results/pretrain/NAME)")
+    p.add_argument("--zoo", default=None, help="zoo directory (default $GANBENCH_ZOO or <cache>/zoo)")
+    p.add_argument("--force", action="store_true", help="replace an existing zoo entry of that name")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
+
+    zoo_cmd = sub.add_parser("zoo", help="the model zoo: list, show, export").add_subparsers(
+        dest="zoo_command", required=True)
+    p = zoo_cmd.add_parser("list", help="every source model with its architecture, data and best metrics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_zoo_list)
+    p = zoo_cmd.add_parser("show", help="print a source model's card")
+    p.add_argument("name", help="a zoo name or an entry's directory")
+    p.set_defaults(func=cmd_zoo_show)
+    p = zoo_cmd.add_parser("export", help="store an existing trial's latest checkpoint as a source model")
+    p.add_argument("trial", help="the trial's directory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--zoo", default=None, help="zoo directory (default $GANBENCH_ZOO or <cache>/zoo)")
+    p.add_argument("--force", action="store_true", help="replace an existing entry of that name")
+    p.set_defaults(func=cmd_zoo_export)
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)

@@ -92,6 +92,8 @@ class DStepContext:
     real_logits: torch.Tensor
     fake_logits: torch.Tensor
     iteration: int
+    G: Optional[nn.Module] = None  # for latent-space regularizers (zCR)
+    z: Optional[torch.Tensor] = None  # the latents of ``fake`` (on the device)
 
 
 @dataclass
@@ -102,6 +104,8 @@ class GStepContext:
     fake_aug: torch.Tensor
     fake_logits: torch.Tensor
     iteration: int
+    G: Optional[nn.Module] = None
+    z: Optional[torch.Tensor] = None
 
 
 class Loss:
@@ -129,8 +133,14 @@ class Loss:
 class Augment(nn.Module):
     """A differentiable ``images -> images`` map applied before D to reals and fakes.
 
-    Its state (e.g. ADA's probability p) lives in buffers so it is checkpointed with
-    ``state_dict``; ``observe`` sees D's raw outputs on reals after each D step.
+    The loop calls ``real(images)`` and ``fake(images)``; both default to ``forward``
+    (a policy that treats reals and fakes alike, as DiffAugment and ADA must), and a
+    real-only policy (``flip``) overrides ``fake`` to pass images through. Fakes keep
+    their graph, so G's gradient flows through the augmentation. Its state (ADA's p)
+    lives in buffers / extra state so ``state_dict`` checkpoints it; ``observe`` sees D's
+    raw outputs on (augmented) reals after each D forward pass. For 4-channel data,
+    geometric operations move the mask channel with the image; colour operations leave
+    it alone.
     """
 
     def __init__(self, params: Any = None, channels: int = 3):
@@ -145,6 +155,12 @@ class Augment(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images
 
+    def real(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images)
+
+    def fake(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images)
+
     def observe(self, real_logits: torch.Tensor) -> None:
         """Feedback from a D step (adaptive augmentation uses it)."""
 
@@ -155,11 +171,18 @@ class Augment(nn.Module):
 
 # ---------------------------------------------------------------------- regularizers
 class Regularizer:
-    """Adds ``weight * term`` to the D (and/or G) loss and reports the unweighted term."""
+    """Adds ``weight * term`` to the D (and/or G) loss and reports the unweighted term.
 
-    def __init__(self, params: Any = None, weight: float = 1.0):
+    ``g_weight`` scales the G-side term (it defaults to ``weight``; zCR has two).
+    ``perturb`` may change what D sees after augmentation, in the D and the G step
+    (instance noise). ``iterations`` is the trial's length, for annealed schedules.
+    """
+
+    def __init__(self, params: Any = None, weight: float = 1.0, iterations: int = 1):
         self.params = params
         self.weight = weight
+        self.g_weight = weight
+        self.iterations = iterations
 
     @classmethod
     def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
@@ -171,6 +194,14 @@ class Regularizer:
     def g_term(self, ctx: GStepContext) -> Optional[torch.Tensor]:
         return None
 
+    def perturb(self, images: torch.Tensor, iteration: int) -> torch.Tensor:
+        """What D sees instead of ``images`` (already augmented); default unchanged."""
+        return images
+
+    def stats(self) -> Dict[str, float]:
+        """Numbers worth reporting in the metrics series (e.g. LeCam's anchors)."""
+        return {}
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
@@ -180,11 +211,19 @@ class Regularizer:
 
 # -------------------------------------------------------------------------- transfer
 class Transfer:
-    """Prepares G and D from a source model and says what trains at each iteration."""
+    """Prepares G and D from a source model and says what trains at each iteration.
 
-    def __init__(self, params: Any = None, source: Optional[str] = None):
+    ``source`` names a model-zoo entry (or its directory); ``spec`` is the trial's
+    TrialSpec. ``prepare`` may wrap G (MineGAN's miner) or add parameters (BSA's
+    adapters) before the optimizers are built; ``set_stage`` runs before every
+    iteration and freezes what must not train by ``requires_grad`` (frozen parameters
+    get no gradient, so Adam leaves them bit-identical).
+    """
+
+    def __init__(self, params: Any = None, source: Optional[str] = None, spec: Any = None):
         self.params = params
         self.source = source
+        self.spec = spec
 
     @classmethod
     def check_config(cls, params: Any, spec: Any, prefix: str) -> None:

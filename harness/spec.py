@@ -234,8 +234,8 @@ def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
     for i, key in enumerate(keys[:-1]):
         nxt = node.get(key)
         if not isinstance(nxt, dict):
-            if nxt is None and key not in node:
-                raise ConfigError(".".join(keys[: i + 1]), None, "an existing config section")
+            # A section the file leaves out is created; a misspelt one is then an
+            # unknown key that validation names.
             nxt = {}
             node[key] = nxt
         node = nxt

@@ -77,14 +77,18 @@ def discriminator_step(
     for k in range(accumulation):
         sl = slice(k * batch_size, (k + 1) * batch_size)
         real = data.batch(idx[sl], flips[sl])
+        z_chunk = z[sl].to(device)
         with torch.no_grad():
-            fake = m.G(z[sl].to(device))
-        real_aug, fake_aug = m.augment(real), m.augment(fake)
+            fake = m.G(z_chunk)
+        real_aug, fake_aug = m.augment.real(real), m.augment.fake(fake)
+        for reg in m.regularizers:
+            real_aug, fake_aug = reg.perturb(real_aug, iteration), reg.perturb(fake_aug, iteration)
         real_logits, fake_logits = m.D(real_aug), m.D(fake_aug)
         adversarial = m.loss.d_loss(real_logits, fake_logits)
         total = adversarial
         _add(stats, "d_loss", adversarial, scale)
-        ctx = DStepContext(m.D, m.augment, real, fake, real_aug, fake_aug, real_logits, fake_logits, iteration)
+        ctx = DStepContext(m.D, m.augment, real, fake, real_aug, fake_aug, real_logits, fake_logits, iteration,
+                           G=m.G, z=z_chunk)
         for name, term in m.loss.d_penalties(ctx).items():
             total = total + term
             _add(stats, f"d_{name}", term, scale)
@@ -123,17 +127,20 @@ def generator_step(
     try:
         for k in range(accumulation):
             sl = slice(k * batch_size, (k + 1) * batch_size)
-            fake = m.G(z[sl].to(device))
-            fake_aug = m.augment(fake)
+            z_chunk = z[sl].to(device)
+            fake = m.G(z_chunk)
+            fake_aug = m.augment.fake(fake)
+            for reg in m.regularizers:
+                fake_aug = reg.perturb(fake_aug, iteration)
             fake_logits = m.D(fake_aug)
             adversarial = m.loss.g_loss(fake_logits)
             total = adversarial
             _add(stats, "g_loss", adversarial, scale)
-            ctx = GStepContext(m.D, m.augment, fake, fake_aug, fake_logits, iteration)
+            ctx = GStepContext(m.D, m.augment, fake, fake_aug, fake_logits, iteration, G=m.G, z=z_chunk)
             for name, reg in zip(m.regularizer_names, m.regularizers):
                 term = reg.g_term(ctx)
                 if term is not None:
-                    total = total + reg.weight * term
+                    total = total + reg.g_weight * term
                     _add(stats, f"reg_{name}_g", term, scale)
             (total * scale).backward()
             _add(stats, "g_total", total, scale)
@@ -141,7 +148,8 @@ def generator_step(
         # once per optimizer step, independent of accumulation.
         arch_term = m.G.regularization_loss()
         if arch_term is not None:
-            arch_term.backward()
+            if arch_term.requires_grad:  # not while a transfer method freezes G's weights
+                arch_term.backward()
             _add(stats, "g_arch_reg", arch_term, 1.0)
             stats["g_total"] = stats["g_total"] + arch_term.detach()
     finally:

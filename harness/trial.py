@@ -140,7 +140,7 @@ class Trial:
         )
         G, D = arch.make_generator(), arch.make_discriminator()
         self.transfer = TRANSFERS.build(spec.transfer.method, spec.transfer.kwargs, "transfer.method",
-                                        source=spec.transfer.source)
+                                        source=spec.transfer.source, spec=spec)
         G, D = self.transfer.prepare(G.to(self.device), D.to(self.device), self.device)
         G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         o = spec.optimization
@@ -148,7 +148,8 @@ class Trial:
         opt_d = torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas, eps=o.eps)
         augment = AUGMENTS.build(spec.augment.policy, spec.augment.kwargs, "augment.policy",
                                  channels=spec.dataset.channels).to(self.device)
-        regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight)
+        regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight,
+                                   iterations=o.iterations)
                 for i, r in enumerate(spec.regularizers)]
         loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
         self.models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])
@@ -297,10 +298,14 @@ class Trial:
             "eval_s": round(self.eval_s, 4),
             "losses": losses,
             "effective_batch": o.effective_batch_d,
+            "effective_batch_g": o.effective_batch_g,
             "stage": self.stage,
             "augment": self.models.augment.stats(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
+        reg_stats = {k: v for r in self.models.regularizers for k, v in r.stats().items()}
+        if reg_stats:
+            row["regularizers"] = reg_stats
         if self.device.type == "cuda":
             row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         if evaluation is not None:

@@ -52,13 +52,13 @@ class WGANGPParams:
     drift: float = field(default=0.0, metadata={"min": 0.0})
 
 
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, center: float = 1.0) -> torch.Tensor:
+    """E[(||grad D(x_hat)||_2 - center)^2] on random interpolates of real and fake."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     out = D(mixed)
     (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+    return ((grad.flatten(1).norm(2, dim=1) - center) ** 2).mean()
 
 
 @LOSSES.register("wgan_gp", params=WGANGPParams)

@@ -1,0 +1,230 @@
+"""The model zoo: source models for transfer, as safetensors weights plus a JSON card.
+
+A zoo entry is a directory ``<zoo>/<name>/`` holding
+
+* ``G.safetensors`` - the generator (the EMA generator of the source trial, with its
+  normalisation buffers), ``D.safetensors`` - the discriminator;
+* ``card.json`` - what the weights are: architecture name and (resolved) kwargs,
+  resolution, channels, z_dim, the dataset's name and fingerprint, iterations trained,
+  loss, best metric values with their protocol, the full source trial config, and the
+  sha256 of both weight files.
+
+``<zoo>`` is ``$GANBENCH_ZOO`` when set, else ``<cache>/zoo`` (see
+:mod:`harness.data.cache`). ``ganbench pretrain`` trains a source model and exports
+it here; ``ganbench zoo export`` exports an existing trial. Transfer configs name an
+entry (``transfer.source: NAME``) or give its directory. Weights load only through
+safetensors, after their checksum matches the card, and only into the architecture,
+resolution and channel count the card names; a mismatch is a ConfigError raised
+while the trial's config is validated, before anything trains.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from harness.data.cache import cache_dir, valid_name
+from harness.errors import ConfigError
+from harness.store import atomic_write_json
+
+CARD = "card.json"
+FILES = ("G.safetensors", "D.safetensors")
+FORMAT = 1
+
+
+def zoo_dir() -> Path:
+    root = os.environ.get("GANBENCH_ZOO")
+    return Path(root).expanduser() if root else cache_dir() / "zoo"
+
+
+def list_models() -> List[str]:
+    root = zoo_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CARD).is_file() and not p.name.startswith("."))
+
+
+def resolve(source: str, path: str = "transfer.source") -> Path:
+    """The directory of zoo entry ``source`` (a name or a directory holding card.json)."""
+    direct = Path(source).expanduser()
+    if (os.sep in source or source.startswith(".")) and (direct / CARD).is_file():
+        return direct
+    if valid_name(source) and (zoo_dir() / source / CARD).is_file():
+        return zoo_dir() / source
+    names = list_models()
+    listing = ", ".join(names) if names else "it is empty; fill it with ganbench pretrain"
+    raise ConfigError(path, source, f"a model in the zoo at {zoo_dir()} ({listing}) or a directory holding {CARD}")
+
+
+def read_card(entry: Path) -> Dict[str, Any]:
+    try:
+        card = json.loads((entry / CARD).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError("transfer.source", str(entry), f"a zoo entry with a readable {CARD} ({err})") from None
+    if card.get("format") != FORMAT:
+        raise ConfigError("transfer.source", str(entry), f"a zoo entry of card format {FORMAT}")
+    return card
+
+
+def _resolved_arch_kwargs(name: str, kwargs: Dict[str, Any], path: str) -> Dict[str, Any]:
+    from harness.registry import ARCHITECTURES
+    from harness.validation import to_plain
+
+    params = ARCHITECTURES.validate_kwargs(name, kwargs, path)
+    return to_plain(params) if params is not None else {}
+
+
+def check_compatible(card: Dict[str, Any], spec: Any, prefix: str = "") -> None:
+    """Raise ConfigError unless ``spec``'s G/D have exactly the source model's shapes."""
+    src = card["name"]
+    arch = card["architecture"]
+    if spec.architecture.name != arch["name"]:
+        raise ConfigError(f"{prefix}architecture.name", spec.architecture.name,
+                          f"{arch['name']} (the architecture of source model {src})")
+    mine = _resolved_arch_kwargs(spec.architecture.name, spec.architecture.kwargs, f"{prefix}architecture.kwargs")
+    if mine != arch["kwargs"]:
+        diff = {k: arch["kwargs"].get(k) for k in set(mine) | set(arch["kwargs"])
+                if mine.get(k) != arch["kwargs"].get(k)}
+        raise ConfigError(f"{prefix}architecture.kwargs", {k: mine.get(k) for k in diff},
+                          f"{diff} (as source model {src} was built)")
+    for field in ("resolution", "channels"):
+        if getattr(spec.dataset, field) != card[field]:
+            raise ConfigError(f"{prefix}dataset.{field}", getattr(spec.dataset, field),
+                              f"{card[field]} (the {field} of source model {src})")
+
+
+def check_source(spec: Any, method: str, prefix: str = "") -> Dict[str, Any]:
+    """Validation of ``transfer.source`` for methods that start from a source model."""
+    if spec.transfer.source is None:
+        names = list_models()
+        raise ConfigError(f"{prefix}transfer.source", None,
+                          f"a source model for transfer method {method}: a zoo name ("
+                          + (", ".join(names) if names else "the zoo is empty; fill it with ganbench pretrain")
+                          + ") or a zoo entry's directory")
+    card = read_card(resolve(spec.transfer.source, f"{prefix}transfer.source"))
+    check_compatible(card, spec, prefix)
+    return card
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(entry: Path) -> str:
+    """Identity of a source model: its name and both weight hashes."""
+    card = read_card(entry)
+    text = json.dumps({"name": card["name"], "files": card["files"]}, sort_keys=True)
+    return card["name"] + ":" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_weights(entry: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """(G state dict, D state dict) on the CPU, after checking both against the card."""
+    from safetensors.torch import load_file
+
+    card = read_card(entry)
+    out = []
+    for name in FILES:
+        path = entry / name
+        if not path.is_file() or sha256_file(path) != card["files"].get(name):
+            raise ConfigError("transfer.source", str(entry),
+                              f"a zoo entry whose {name} matches the sha256 in its card (missing or modified)")
+        out.append(load_file(str(path), device="cpu"))
+    return out[0], out[1]
+
+
+# ------------------------------------------------------------------------- export
+def _plain_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    # safetensors wants contiguous tensors that share no storage.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def export(trial_dir: os.PathLike, name: str, zoo: Optional[os.PathLike] = None, force: bool = False) -> Path:
+    """Store a trial's latest checkpoint (its EMA generator and D) as zoo entry ``name``."""
+    from safetensors.torch import save_file
+
+    from harness import checkpoint as ckpt
+    from harness.registry import ARCHITECTURES
+    from harness.spec import load_trial
+    from harness.store import TrialRecord
+
+    if not valid_name(name):
+        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    record = TrialRecord(trial_dir)
+    if not record.config_path.is_file():
+        raise ConfigError("trial", str(trial_dir), "a trial directory (it has no config.yaml)")
+    spec = load_trial(str(record.config_path))
+    state = ckpt.load_latest(record.checkpoints_dir, map_location="cpu")
+    if state is None:
+        raise ConfigError("trial", str(trial_dir), "a trial with at least one checkpoint")
+    arch = ARCHITECTURES.build(spec.architecture.name, spec.architecture.kwargs, "architecture.name",
+                               resolution=spec.dataset.resolution, channels=spec.dataset.channels)
+    G = arch.make_generator()
+    D = arch.make_discriminator()
+    for module, key in ((G, "G_ema"), (D, "D")):
+        if set(module.state_dict()) != set(state[key]):
+            raise ConfigError(
+                "trial", str(trial_dir),
+                f"a trial whose {key} is the plain {spec.architecture.name} (transfer scratch, finetune or "
+                f"freezed); transfer {spec.transfer.method} changed its structure",
+            )
+    G.load_state_dict(state["G_ema"])  # proves the weights fit the architecture
+    D.load_state_dict(state["D"])
+    root = Path(zoo) if zoo is not None else zoo_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name
+    if target.exists() and not force:
+        raise ConfigError("--name", name, f"a name not yet in the zoo at {root} (or --force to replace it)")
+    tmp = root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_plain_state(G.state_dict()), str(tmp / "G.safetensors"))
+    save_file(_plain_state(D.state_dict()), str(tmp / "D.safetensors"))
+    status = record.status() or {}
+    reports = record.reports()
+    protocol = next((r["protocol"] for r in reversed(reports) if r.get("protocol")), {})
+    env = {}
+    if record.env_path.is_file():
+        env = json.loads(record.env_path.read_text())
+    card = {
+        "format": FORMAT,
+        "name": name,
+        "architecture": {
+            "name": spec.architecture.name,
+            "kwargs": _resolved_arch_kwargs(spec.architecture.name, spec.architecture.kwargs, "architecture.kwargs"),
+        },
+        "resolution": spec.dataset.resolution,
+        "channels": spec.dataset.channels,
+        "z_dim": G.z_dim,
+        "dataset": {"name": spec.dataset.name, "fingerprint": env.get("dataset_fingerprint"),
+                    "images": env.get("dataset_images")},
+        "loss": spec.loss.name,
+        "iterations": int(state["iteration"]),
+        "status": status.get("status"),
+        "best": state.get("best", {}),
+        "protocol": protocol,
+        "source_trial": str(Path(trial_dir).resolve()),
+        "trial_config": spec.to_dict(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "ganbench": env.get("ganbench"),
+        "torch": torch.__version__,
+        "files": {f: sha256_file(tmp / f) for f in FILES},
+    }
+    atomic_write_json(tmp / CARD, card)
+    if target.exists():
+        old = root / f".{name}.old-{os.getpid()}"
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return target
