@@ -77,3 +77,25 @@ def stand_in_inception(tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "INCEPTION_SHA256", ex.sha256_file(path))
     monkeypatch.setattr(ex, "INCEPTION_BYTES", path.stat().st_size)
     return path
+
+
+@pytest.fixture(scope="session")
+def _source_model(tmp_path_factory):
+    """A tiny dcgan source model (16 px shapes, 20 iterations) exported to a zoo once."""
+    from harness import zoo
+    from harness.trial import run_trial
+
+    root = tmp_path_factory.mktemp("zoo-source")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANBENCH_CACHE", str(root / "cache"))
+        cfg = tiny_config(**{"eval.every": 0, "sample_every": 0, "name": "source"})
+        run_trial(cfg, root / "trial")
+        zoo.export(root / "trial", "tiny-src", zoo=root / "zoo")
+    return root / "zoo"
+
+
+@pytest.fixture
+def source_zoo(_source_model, monkeypatch):
+    """GANBENCH_ZOO pointing at a zoo holding ``tiny-src`` (the TINY architecture)."""
+    monkeypatch.setenv("GANBENCH_ZOO", str(_source_model))
+    return _source_model

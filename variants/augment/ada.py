@@ -192,13 +192,22 @@ class ADAPipeline(torch.nn.Module):
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         p = p.to(device=x.device, dtype=x.dtype)
-        Gm = self.geometric(n, p, h, w, x)
-        grid = F.affine_grid(Gm[:, :2, :], [n, c, h, w], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        C = self.colour(n, p, x)
-        rgb, rest = x[:, :3], x[:, 3:]
-        rgb = torch.einsum("nij,njhw->nihw", C[:, :3, :3], rgb) + C[:, :3, 3].view(n, 3, 1, 1)
-        return rgb if rest.shape[1] == 0 else torch.cat([rgb, rest], dim=1)
+        a = self.params
+        if any((a.xflip, a.rotate90, a.xint, a.scale, a.rotate, a.aniso, a.xfrac)):
+            Gm = self.geometric(n, p, h, w, x)
+            grid = F.affine_grid(Gm[:, :2, :], [n, c, h, w], align_corners=False)
+            moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            # images that drew no geometric operation stay bit-exact
+            untouched = (Gm == _eye(n, 3, Gm)).flatten(1).all(1).view(n, 1, 1, 1)
+            x = torch.where(untouched, x, moved)
+        if any((a.brightness, a.contrast, a.hue, a.saturation)):
+            C = self.colour(n, p, x)
+            rgb, rest = x[:, :3], x[:, 3:]
+            coloured = torch.einsum("nij,njhw->nihw", C[:, :3, :3], rgb) + C[:, :3, 3].view(n, 3, 1, 1)
+            untouched = (C == _eye(n, 4, C)).flatten(1).all(1).view(n, 1, 1, 1)
+            rgb = torch.where(untouched, rgb, coloured)
+            x = rgb if rest.shape[1] == 0 else torch.cat([rgb, rest], dim=1)
+        return x
 
 
 @AUGMENTS.register("ada", params=ADAParams)
