@@ -31,7 +31,7 @@ import torch
 
 from harness.data.cache import cache_dir, valid_name
 from harness.errors import ConfigError
-from harness.store import atomic_write_json
+from harness.store import atomic_write_json, sha256_file
 
 CARD = "card.json"
 FILES = ("G.safetensors", "D.safetensors")
@@ -110,14 +110,6 @@ def check_source(spec: Any, method: str, prefix: str = "") -> Dict[str, Any]:
     card = read_card(resolve(spec.transfer.source, f"{prefix}transfer.source"))
     check_compatible(card, spec, prefix)
     return card
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(entry: Path) -> str:

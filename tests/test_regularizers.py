@@ -54,7 +54,7 @@ def test_cr_matches_its_definition():
     cr = build("cr", transform="flip,translation")
     got = cr.d_term(d_ctx(D, x, images(seed=1)))
     torch.manual_seed(5)
-    expected = ((D(cr.transform(x)) - D(x)) ** 2).mean()
+    expected = ((D(cr.transform(x)) - D(x)) ** 2).mean().detach()
     assert float(got.detach()) == pytest.approx(float(expected), rel=1e-6)
 
 
@@ -65,7 +65,7 @@ def test_bcr_adds_the_fake_side_with_its_weights():
     got = float(bcr.d_term(d_ctx(D, x, f)).detach())
     torch.manual_seed(1)
     t = bcr.transform
-    expected = 2.0 * ((D(t(x)) - D(x)) ** 2).mean() + 0.5 * ((D(t(f)) - D(f)) ** 2).mean()
+    expected = (2.0 * ((D(t(x)) - D(x)) ** 2).mean() + 0.5 * ((D(t(f)) - D(f)) ** 2).mean()).detach()
     assert got == pytest.approx(float(expected), rel=1e-6)
     assert float(bcr.d_term(d_ctx(MeanD(), x, f))) == pytest.approx(0.0, abs=1e-12)
 

@@ -19,7 +19,6 @@ they would be when saved as PNG files, so generated and real images see the same
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -31,20 +30,13 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.registry import Registry
+from harness.store import sha256_file
 
 EXTRACTORS = Registry("feature extractor")
 
 
 class WeightsError(RuntimeError):
     """Missing or wrong weights for a feature extractor."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verified_state_dict(path: Path, sha256: str, size: Optional[int], what: str) -> Dict[str, torch.Tensor]:

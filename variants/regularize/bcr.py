@@ -7,10 +7,9 @@ uses lambda_real = lambda_fake = 10: weight 10 with both relative weights 1).
 """
 from dataclasses import dataclass, field
 
-from harness.interfaces import DStepContext, Regularizer
+from harness.interfaces import DStepContext
 from harness.registry import REGULARIZERS
-from variants.augment import ops
-from variants.regularize.cr import check_transform, consistency, regularizer_path
+from variants.regularize.cr import CR, consistency
 
 
 @dataclass
@@ -22,14 +21,8 @@ class BCRParams:
 
 
 @REGULARIZERS.register("bcr", params=BCRParams)
-class BCR(Regularizer):
-    @classmethod
-    def check_config(cls, params, spec, prefix):
-        check_transform(params, prefix, regularizer_path(spec, "bcr", prefix))
-
-    def __init__(self, params, weight=1.0, iterations=1):
-        super().__init__(params, weight, iterations)
-        self.transform = ops.make_transform(params.transform, params.translation)
+class BCR(CR):
+    name = "bcr"
 
     def d_term(self, ctx: DStepContext):
         p = self.params

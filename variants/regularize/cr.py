@@ -24,16 +24,6 @@ class CRParams:
     translation: float = field(default=0.125, metadata={"min": 0.0, "max": 0.5})
 
 
-def check_transform(params, prefix: str, index_path: str) -> None:
-    try:
-        ops.make_transform(params.transform, params.translation)
-    except ValueError:
-        raise ConfigError(
-            f"{index_path}.kwargs.transform", params.transform,
-            "a comma-separated, non-repeating subset of " + ", ".join(ops.TRANSFORM_NAMES),
-        ) from None
-
-
 def regularizer_path(spec, name: str, prefix: str) -> str:
     """``regularizers[i]`` of the regularizer called ``name`` in ``spec``."""
     for i, r in enumerate(spec.regularizers):
@@ -48,9 +38,17 @@ def consistency(D, x: torch.Tensor, logits: torch.Tensor, transform) -> torch.Te
 
 @REGULARIZERS.register("cr", params=CRParams)
 class CR(Regularizer):
+    name = "cr"
+
     @classmethod
     def check_config(cls, params, spec, prefix):
-        check_transform(params, prefix, regularizer_path(spec, "cr", prefix))
+        try:
+            ops.make_transform(params.transform, params.translation)
+        except ValueError:
+            raise ConfigError(
+                f"{regularizer_path(spec, cls.name, prefix)}.kwargs.transform", params.transform,
+                "a comma-separated, non-repeating subset of " + ", ".join(ops.TRANSFORM_NAMES),
+            ) from None
 
     def __init__(self, params, weight=1.0, iterations=1):
         super().__init__(params, weight, iterations)
