@@ -83,7 +83,7 @@ class LossSpec(VariantRef):
 @dataclass
 class TransferSpec:
     method: str = field(default="scratch", metadata={"choices": _names(registry.TRANSFERS)})
-    # A model-zoo name or a checkpoint path of the source model (null for scratch).
+    # A model-zoo name or a zoo entry's directory (null for scratch); see harness.zoo.
     source: Optional[str] = None
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
