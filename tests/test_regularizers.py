@@ -99,8 +99,8 @@ def test_zcr_vanishes_for_a_g_that_ignores_z_and_pushes_g_apart_otherwise():
     for G, zero in ((ConstantG(), True), (LinearG(), False)):
         fake = G(z)
         D = LinearD()
-        d = zcr.d_term(d_ctx(D, images(), fake.detach(), G=G, z=z))
-        g = zcr.g_term(GStepContext(D, AUGMENTS.build("none"), fake, fake, D(fake), 0, G=G, z=z))
+        d = zcr.d_term(d_ctx(D, images(), fake.detach(), G=G, z=z)).detach()
+        g = zcr.g_term(GStepContext(D, AUGMENTS.build("none"), fake, fake, D(fake), 0, G=G, z=z)).detach()
         if zero:
             assert float(d) == 0.0 and float(g) == 0.0
         else:
