@@ -26,6 +26,10 @@ class LinearD(nn.Module):
         return (x * self.w).flatten(1).sum(1)
 
 
+def val(t):
+    return float(t.detach())
+
+
 def images(n=8, seed=0):
     return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
@@ -42,7 +46,7 @@ def build(name, weight=1.0, iterations=100, **kwargs):
 def test_cr_is_zero_for_an_augmentation_invariant_d():
     torch.manual_seed(0)
     cr = build("cr", transform="flip")
-    assert float(cr.d_term(d_ctx(MeanD(), images(), images(seed=1)))) == pytest.approx(0.0, abs=1e-12)
+    assert val(cr.d_term(d_ctx(MeanD(), images(), images(seed=1)))) == pytest.approx(0.0, abs=1e-12)
     term = cr.d_term(d_ctx(LinearD(), images(), images(seed=1)))
     assert float(term.detach()) > 0
     term.backward()  # both D outputs carry gradient
@@ -62,12 +66,12 @@ def test_bcr_adds_the_fake_side_with_its_weights():
     D, x, f = LinearD(), images(), images(seed=1)
     bcr = build("bcr", transform="flip", real_weight=2.0, fake_weight=0.5)
     torch.manual_seed(1)
-    got = float(bcr.d_term(d_ctx(D, x, f)).detach())
+    got = val(bcr.d_term(d_ctx(D, x, f)).detach())
     torch.manual_seed(1)
     t = bcr.transform
     expected = (2.0 * ((D(t(x)) - D(x)) ** 2).mean() + 0.5 * ((D(t(f)) - D(f)) ** 2).mean()).detach()
     assert got == pytest.approx(float(expected), rel=1e-6)
-    assert float(bcr.d_term(d_ctx(MeanD(), x, f))) == pytest.approx(0.0, abs=1e-12)
+    assert val(bcr.d_term(d_ctx(MeanD(), x, f))) == pytest.approx(0.0, abs=1e-12)
 
 
 class ConstantG(nn.Module):
@@ -109,11 +113,11 @@ def test_zcr_vanishes_for_a_g_that_ignores_z_and_pushes_g_apart_otherwise():
 
 def test_r1_is_half_the_squared_input_gradient_and_lazy():
     D, x = LinearD(), images()
-    expected = 0.5 * float(D.w.pow(2).sum())  # grad of w.x is w for every image
-    assert float(build("r1").d_term(d_ctx(D, x, images(seed=1)))) == pytest.approx(expected, rel=1e-5)
+    expected = 0.5 * val(D.w.pow(2).sum())  # grad of w.x is w for every image
+    assert val(build("r1").d_term(d_ctx(D, x, images(seed=1)))) == pytest.approx(expected, rel=1e-5)
     lazy = build("r1", interval=4)
     assert lazy.d_term(d_ctx(D, x, x, iteration=3)) is None
-    assert float(lazy.d_term(d_ctx(D, x, x, iteration=8))) == pytest.approx(4 * expected, rel=1e-5)
+    assert val(lazy.d_term(d_ctx(D, x, x, iteration=8))) == pytest.approx(4 * expected, rel=1e-5)
 
 
 def test_gp_penalises_the_gradient_norm_around_its_centre():
@@ -121,8 +125,8 @@ def test_gp_penalises_the_gradient_norm_around_its_centre():
     with torch.no_grad():
         D.w.mul_(3.0 / D.w.norm())
     x, f = images(), images(seed=1)
-    assert float(build("gp").d_term(d_ctx(D, x, f))) == pytest.approx(4.0, rel=1e-5)  # (3 - 1)^2
-    assert float(build("gp", center=0.0).d_term(d_ctx(D, x, f))) == pytest.approx(9.0, rel=1e-5)
+    assert val(build("gp").d_term(d_ctx(D, x, f))) == pytest.approx(4.0, rel=1e-5)  # (3 - 1)^2
+    assert val(build("gp", center=0.0).d_term(d_ctx(D, x, f))) == pytest.approx(9.0, rel=1e-5)
 
 
 def test_lecam_term_and_anchor_updates():
@@ -133,19 +137,19 @@ def test_lecam_term_and_anchor_updates():
     term = lecam.d_term(ctx)  # anchors start at 0
     r, fk = ctx.real_logits.detach(), ctx.fake_logits.detach()
     expected = torch.relu(r).pow(2).mean() + torch.relu(-fk).pow(2).mean()
-    assert float(term) == pytest.approx(float(expected), rel=1e-6)
+    assert val(term) == pytest.approx(val(expected), rel=1e-6)
     assert float(lecam.anchor_real) == pytest.approx(0.1 * float(r.mean()), rel=1e-6)
     assert float(lecam.anchor_fake) == pytest.approx(0.1 * float(fk.mean()), rel=1e-6)
     a_r, a_f = float(lecam.anchor_real), float(lecam.anchor_fake)
     term = lecam.d_term(ctx)
     expected = torch.relu(r - a_f).pow(2).mean() + torch.relu(a_r - fk).pow(2).mean()
-    assert float(term) == pytest.approx(float(expected), rel=1e-5)
+    assert val(term) == pytest.approx(val(expected), rel=1e-5)
     assert lecam.stats() == {"lecam_real": float(lecam.anchor_real), "lecam_fake": float(lecam.anchor_fake)}
     restored = build("lecam", decay=0.9)
     restored.load_state_dict(copy.deepcopy(lecam.state_dict()))
     assert restored.stats() == lecam.stats()
     late = build("lecam", start=10)
-    assert late.d_term(ctx) is None and float(late.anchor_real) != 0.0  # anchors move before start
+    assert late.d_term(ctx) is None and val(late.anchor_real) != 0.0  # anchors move before start
 
 
 def test_instance_noise_anneals_linearly_to_zero():
