@@ -215,10 +215,10 @@ class ADA(Augment):
     def __init__(self, params: ADAParams, channels: int = 3):
         super().__init__(params, channels)
         self.pipeline = ADAPipeline(params)
-        self.register_buffer("p", torch.tensor(float(params.p), dtype=torch.float64))
-        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float64))
-        self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("sign_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("p", torch.tensor(float(params.p), dtype=torch.float32))
+        self.register_buffer("rt", torch.tensor(float("nan"), dtype=torch.float32))
+        self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float32))
+        self.register_buffer("sign_count", torch.zeros((), dtype=torch.float32))
         self.passes = 0  # D passes since the last adjustment (extra state)
         self._p_host = float(params.p)  # host copy: no device sync per forward pass
 

@@ -31,8 +31,8 @@ class LeCamParams:
 class LeCam(Regularizer):
     def __init__(self, params, weight=1.0, iterations=1):
         super().__init__(params, weight, iterations)
-        self.anchor_real = torch.zeros((), dtype=torch.float64)
-        self.anchor_fake = torch.zeros((), dtype=torch.float64)
+        self.anchor_real = torch.zeros((), dtype=torch.float32)
+        self.anchor_fake = torch.zeros((), dtype=torch.float32)
 
     def d_term(self, ctx: DStepContext):
         real, fake = ctx.real_logits, ctx.fake_logits
@@ -42,8 +42,8 @@ class LeCam(Regularizer):
         term = F.relu(real - a_fake).pow(2).mean() + F.relu(a_real - fake).pow(2).mean()
         d = self.params.decay
         with torch.no_grad():
-            self.anchor_real = d * self.anchor_real + (1 - d) * real.detach().mean().to(torch.float64)
-            self.anchor_fake = d * self.anchor_fake + (1 - d) * fake.detach().mean().to(torch.float64)
+            self.anchor_real = d * self.anchor_real + (1 - d) * real.detach().mean().to(torch.float32)
+            self.anchor_fake = d * self.anchor_fake + (1 - d) * fake.detach().mean().to(torch.float32)
         if ctx.iteration < self.params.start:
             return None
         return term
@@ -56,5 +56,5 @@ class LeCam(Regularizer):
                 "anchor_fake": self.anchor_fake.detach().cpu().clone()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.anchor_real = state["anchor_real"].to(torch.float64).clone()
-        self.anchor_fake = state["anchor_fake"].to(torch.float64).clone()
+        self.anchor_real = state["anchor_real"].to(torch.float32).clone()
+        self.anchor_fake = state["anchor_fake"].to(torch.float32).clone()
