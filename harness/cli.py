@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -101,10 +102,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     spec = _load(args)
     if not valid_name(args.name):
         raise ConfigError("--name", args.name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
-    root = zoo.zoo_dir() if args.zoo is None else args.zoo
-    from pathlib import Path
-
-    if (Path(root) / args.name).exists() and not args.force:  # refuse before hours of training
+    root = zoo.zoo_dir() if args.zoo is None else Path(args.zoo)
+    if (root / args.name).exists() and not args.force:  # refuse before hours of training
         raise ConfigError("--name", args.name, f"a name not yet in the zoo at {root} (or --force to replace it)")
     out = args.out or str(Path("results") / "pretrain" / args.name)
     result = run_trial(spec, out, progress=not args.quiet)
