@@ -96,15 +96,11 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from harness import zoo
-    from harness.data.cache import valid_name
     from harness.trial import run_trial
 
     spec = _load(args)
-    if not valid_name(args.name):
-        raise ConfigError("--name", args.name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
-    root = zoo.zoo_dir() if args.zoo is None else Path(args.zoo)
-    if (root / args.name).exists() and not args.force:  # refuse before hours of training
-        raise ConfigError("--name", args.name, f"a name not yet in the zoo at {root} (or --force to replace it)")
+    # refuse a bad or taken name before hours of training, not after
+    zoo.check_new_name(args.name, zoo.zoo_dir() if args.zoo is None else Path(args.zoo), args.force)
     out = args.out or str(Path("results") / "pretrain" / args.name)
     result = run_trial(spec, out, progress=not args.quiet)
     if result.status != "completed":

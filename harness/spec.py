@@ -228,6 +228,14 @@ def _check_variant(spec: "TrialSpec", reg: registry.Registry, name: str, kwargs:
         check(params, spec, prefix)
 
 
+def regularizer_path(spec: "TrialSpec", name: str, prefix: str = "") -> str:
+    """``regularizers[i]`` of the regularizer called ``name`` (for check_config errors)."""
+    for i, r in enumerate(spec.regularizers):
+        if r.name == name:
+            return f"{prefix}regularizers[{i}]"
+    return f"{prefix}regularizers"
+
+
 def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data

@@ -135,6 +135,14 @@ def load_weights(entry: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.
 
 
 # ------------------------------------------------------------------------- export
+def check_new_name(name: str, root: Path, force: bool = False) -> None:
+    """Refuse an invalid entry name, or one already taken unless ``force``."""
+    if not valid_name(name):
+        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if (root / name).exists() and not force:
+        raise ConfigError("--name", name, f"a name not yet in the zoo at {root} (or --force to replace it)")
+
+
 def _plain_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     # safetensors wants contiguous tensors that share no storage.
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
@@ -149,8 +157,8 @@ def export(trial_dir: os.PathLike, name: str, zoo: Optional[os.PathLike] = None,
     from harness.spec import load_trial
     from harness.store import TrialRecord
 
-    if not valid_name(name):
-        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    root = Path(zoo) if zoo is not None else zoo_dir()
+    check_new_name(name, root, force)
     record = TrialRecord(trial_dir)
     if not record.config_path.is_file():
         raise ConfigError("trial", str(trial_dir), "a trial directory (it has no config.yaml)")
@@ -171,11 +179,8 @@ def export(trial_dir: os.PathLike, name: str, zoo: Optional[os.PathLike] = None,
             )
     G.load_state_dict(state["G_ema"])  # proves the weights fit the architecture
     D.load_state_dict(state["D"])
-    root = Path(zoo) if zoo is not None else zoo_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
-    if target.exists() and not force:
-        raise ConfigError("--name", name, f"a name not yet in the zoo at {root} (or --force to replace it)")
     tmp = root / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -14,6 +14,7 @@ import torch
 from harness.errors import ConfigError
 from harness.interfaces import DStepContext, Regularizer
 from harness.registry import REGULARIZERS
+from harness.spec import regularizer_path
 from variants.augment import ops
 
 
@@ -22,14 +23,6 @@ class CRParams:
     # Comma-separated operations of T: flip, translation, color, cutout.
     transform: str = "flip,translation"
     translation: float = field(default=0.125, metadata={"min": 0.0, "max": 0.5})
-
-
-def regularizer_path(spec, name: str, prefix: str) -> str:
-    """``regularizers[i]`` of the regularizer called ``name`` in ``spec``."""
-    for i, r in enumerate(spec.regularizers):
-        if r.name == name:
-            return f"{prefix}regularizers[{i}]"
-    return f"{prefix}regularizers"
 
 
 def consistency(D, x: torch.Tensor, logits: torch.Tensor, transform) -> torch.Tensor:

@@ -11,7 +11,7 @@ from harness.errors import ConfigError
 from harness.interfaces import DStepContext, Regularizer
 from harness.registry import REGULARIZERS
 from variants.losses import gradient_penalty
-from variants.regularize.cr import regularizer_path
+from harness.spec import regularizer_path
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 from harness.errors import ConfigError
 from harness.interfaces import Regularizer
 from harness.registry import REGULARIZERS
-from variants.regularize.cr import regularizer_path
+from harness.spec import regularizer_path
 
 
 @dataclass
