@@ -74,3 +74,19 @@ def load_latest(directory: Path, map_location: Any = "cpu") -> Optional[Dict[str
         except CheckpointError:
             continue
     return None
+
+
+def latest_manifest(directory: Path) -> Optional[Dict[str, Any]]:
+    """The newest manifest (iteration, file, sha256, bytes), unverified; None if none."""
+    manifests = _manifests(directory)
+    if not manifests:
+        return None
+    try:
+        return json.loads(manifests[-1][1].read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def latest_iteration(directory: Path) -> Optional[int]:
+    manifests = _manifests(directory)
+    return manifests[-1][0] if manifests else None

@@ -120,6 +120,11 @@ class OptimizationSpec:
     # D updates per G update (5 for WGAN-GP, seed D).
     d_steps: int = field(default=1, metadata={"min": 1})
     iterations: int = field(default=1000, metadata={"min": 1})
+    # Stop after this many seconds of training (wall time minus evaluation, sampling and
+    # checkpointing), evaluating at that point; null = the iteration budget only. A time
+    # budget makes the iteration count machine-dependent: use it for equal-compute
+    # comparisons, not for bit-reproducible ones.
+    time_budget_s: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
 
     def validate(self, path: str) -> None:
         for i, beta in enumerate(self.betas):

@@ -5,7 +5,7 @@ One directory per trial; these names are a contract other tools read::
     config.yaml     the resolved TrialSpec
     env.json        package versions, device, threads, dataset fingerprint, ...
     metrics.jsonl   append-only, one JSON object per report; readable while running
-    status.json     running | completed | diverged | failed (+ error, last iteration)
+    status.json     running | completed | diverged | failed | stopped (+ error, last iteration)
     samples/        sample grids of the fixed evaluation noise
     checkpoints/    see harness.checkpoint
 
@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
-STATUSES = ("running", "completed", "diverged", "failed")
+# stopped: a study scheduler (ASHA) ended the trial early on purpose; it is final.
+STATUSES = ("running", "completed", "diverged", "failed", "stopped")
 
 
 @contextmanager

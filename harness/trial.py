@@ -324,13 +324,34 @@ class Trial:
 
     # ------------------------------------------------------------------- run
     def run(self) -> TrialResult:
+        """Train to the end of the budget (resuming from the record if it has a checkpoint)."""
+        finished = self.start()
+        if finished is not None:
+            return finished
+        bar = _progress_bar(self.spec.optimization.iterations, self.iteration) if self.progress else None
+        try:
+            result = self.advance(None, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        assert result is not None
+        return result
+
+    def start(self) -> Optional[TrialResult]:
+        """Build, then resume from the last checkpoint that verifies (or start fresh).
+
+        Returns the finished result when the record already holds a completed or diverged
+        trial (nothing to do), else None: the trial is ready for :meth:`advance`.
+        """
         spec, record = self.spec, self.record
         self._check_config_on_disk()
         previous = record.status()
         if previous and previous["status"] in ("completed", "diverged"):
             reports = record.reports()
-            return TrialResult(previous["status"], int(previous.get("iteration", 0)), record.root,
-                               reports[-1] if reports else None)
+            self.iteration = int(previous.get("iteration", 0))
+            self.last_report = reports[-1] if reports else None
+            return TrialResult(previous["status"], self.iteration, record.root, self.last_report,
+                               previous.get("error"))
         record.create()
         if not hasattr(self, "models"):
             self.build()
@@ -351,15 +372,48 @@ class Trial:
             env["dataset_info"] = self.data.info
             env["source_model"] = self.transfer.source_fingerprint()
             atomic_write_json(record.env_path, env)
+        self.resumed_from = self.iteration
         record.set_status("running", iteration=self.iteration, pid=os.getpid(), host=socket.gethostname())
         self.t_start = time.perf_counter()
+        self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
+        self._stop = False
+        return None
+
+    def advance(self, until: Optional[int] = None, bar=None) -> Optional[TrialResult]:
+        """Train up to iteration ``until`` (None: to the end of the budget).
+
+        Returns the result once the trial has finished (completed: the iteration or time
+        budget is spent; diverged: a non-finite loss), else None. An exception marks the
+        record ``failed`` with its error and propagates.
+        """
         try:
-            status = self._loop()
+            status = self._loop(until, bar)
         except Exception as err:
-            record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
-                              traceback=traceback.format_exc())
+            self.record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
+                                   traceback=traceback.format_exc())
             raise
-        return TrialResult(status["status"], self.iteration, record.root, self.last_report, status.get("error"))
+        if status is None:
+            return None
+        return TrialResult(status["status"], self.iteration, self.record.root, self.last_report,
+                           status.get("error"))
+
+    def next_eval_iteration(self) -> int:
+        """The iteration of the next evaluation (or of the end of the budget)."""
+        every, total = self.spec.eval.every, self.spec.optimization.iterations
+        if every <= 0:
+            return total
+        return min(total, (self.iteration // every + 1) * every)
+
+    def checkpoint_now(self) -> None:
+        """Write a checkpoint at the current iteration unless one exists already."""
+        if ckpt.latest_iteration(self.record.checkpoints_dir) != self.iteration:
+            self.save_checkpoint()
+
+    def stop(self, status: str = "stopped") -> None:
+        """Mark a trial that is not finished but will not continue (a scheduler stopped it)."""
+        current = self.record.status()
+        if current and current["status"] == "running":
+            self.record.set_status(status, iteration=self.iteration, best=self.best, wall_s=self.wall_s())
 
     def _check_config_on_disk(self) -> None:
         if not self.record.config_path.exists():
@@ -374,51 +428,59 @@ class Trial:
                 "use another --out to keep both)",
             )
 
-    def _loop(self) -> Dict[str, Any]:
+    def _loop(self, until: Optional[int], bar) -> Optional[Dict[str, Any]]:
         spec, m = self.spec, self.models
         o = spec.optimization
-        total = o.iterations
-        bar = _progress_bar(total, self.iteration) if self.progress else None
-        self.stage = self.transfer.set_stage(m.G, m.D, self.iteration)
-        try:
-            while self.iteration < total:
-                it = self.iteration
-                self.stage = self.transfer.set_stage(m.G, m.D, it)
-                for module in (m.G, m.D, m.G_ema):
-                    module.set_progress(it)
-                step_stats: Dict[str, torch.Tensor] = {}
-                for _ in range(o.d_steps):
-                    d_stats = discriminator_step(m, self.data, self.sampler, o.batch_size, o.accumulation.d, it,
-                                                 self.device)
-                    bad = all_finite(d_stats)
-                    if bad is not None:
-                        return self._diverged(bad)
-                    m.opt_d.step()
-                    self.samples_seen += o.batch_size * o.accumulation.d
-                    for k, v in d_stats.items():
-                        step_stats[k] = step_stats.get(k, 0) + v / o.d_steps
-                g_stats = generator_step(m, self.sampler, o.batch_size, o.accumulation.g, it, self.device)
-                bad = all_finite(g_stats)
+        total = o.iterations if until is None else min(until, o.iterations)
+        while self.iteration < total and not self._stop:
+            it = self.iteration
+            self.stage = self.transfer.set_stage(m.G, m.D, it)
+            for module in (m.G, m.D, m.G_ema):
+                module.set_progress(it)
+            step_stats: Dict[str, torch.Tensor] = {}
+            for _ in range(o.d_steps):
+                d_stats = discriminator_step(m, self.data, self.sampler, o.batch_size, o.accumulation.d, it,
+                                             self.device)
+                bad = all_finite(d_stats)
                 if bad is not None:
                     return self._diverged(bad)
-                m.opt_g.step()
-                step_stats.update(g_stats)
-                update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
-                self.iteration = it + 1
-                for k, v in step_stats.items():
-                    self.loss_sums[k] = self.loss_sums.get(k, 0.0) + float(v)
-                self.loss_count += 1
-                self._after_step(bar)
-        finally:
-            if bar is not None:
-                bar.close()
+                m.opt_d.step()
+                self.samples_seen += o.batch_size * o.accumulation.d
+                for k, v in d_stats.items():
+                    step_stats[k] = step_stats.get(k, 0) + v / o.d_steps
+            g_stats = generator_step(m, self.sampler, o.batch_size, o.accumulation.g, it, self.device)
+            bad = all_finite(g_stats)
+            if bad is not None:
+                return self._diverged(bad)
+            m.opt_g.step()
+            step_stats.update(g_stats)
+            update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
+            self.iteration = it + 1
+            for k, v in step_stats.items():
+                self.loss_sums[k] = self.loss_sums.get(k, 0.0) + float(v)
+            self.loss_count += 1
+            self._after_step(bar)
+        if self.iteration < o.iterations and not self._stop:
+            return None  # paused at ``until``; more to train
         self.record.set_status("completed", iteration=self.iteration, best=self.best,
-                               last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s())
+                               last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s(),
+                               budget=self.budget_reason())
         return {"status": "completed"}
+
+    def budget_reason(self) -> str:
+        return "seconds" if self._stop and self.iteration < self.spec.optimization.iterations else "iterations"
+
+    def _time_up(self) -> bool:
+        budget = self.spec.optimization.time_budget_s
+        return budget is not None and (self.wall_s() - self.overhead_s) >= budget
 
     def _after_step(self, bar) -> None:
         spec, i = self.spec, self.iteration
-        last = i == spec.optimization.iterations
+        # A time budget ends the trial after the step that spends it: that step is then
+        # the last one (evaluated, checkpointed) just as the final iteration would be.
+        if not self._stop and self._time_up():
+            self._stop = True
+        last = i == spec.optimization.iterations or self._stop
         do_eval = last or (spec.eval.every > 0 and i % spec.eval.every == 0)
         do_log = do_eval or i % spec.log_every == 0
         do_samples = spec.sample_every > 0 and (i % spec.sample_every == 0 or last)
