@@ -241,18 +241,84 @@ def regularizer_path(spec: "TrialSpec", name: str, prefix: str = "") -> str:
     return f"{prefix}regularizers"
 
 
+_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])*)$")
+
+
+def split_path(dotted: str) -> List[Any]:
+    """``regularizers[cr].weight`` -> ["regularizers", ("cr",), "weight"].
+
+    A bracket selects a list item: ``[0]`` by index, ``[cr]`` by its ``name`` (so a study
+    can address a regularizer without knowing its position); keys are plain strings.
+    """
+    tokens: List[Any] = []
+    for part in dotted.split("."):
+        m = _TOKEN.match(part)
+        if not m:
+            raise ConfigError("path", dotted, "a dotted config path such as optimization.lr_g or "
+                              "regularizers[cr].weight")
+        tokens.append(m.group(1))
+        for sel in re.findall(r"\[([^\[\]]+)\]", m.group(2)):
+            tokens.append((sel,))
+    return tokens
+
+
+def _select(items: Any, sel: str, dotted: str) -> int:
+    if not isinstance(items, list):
+        raise ConfigError(dotted, items, f"a list to select [{sel}] from")
+    if sel.lstrip("-").isdigit():
+        i = int(sel)
+        if not -len(items) <= i < len(items):
+            raise ConfigError(dotted, len(items), f"a list with an item [{sel}]")
+        return i
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == sel:
+            return i
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    raise ConfigError(dotted, names, f"an item named {sel!r} in the list")
+
+
 def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for i, key in enumerate(keys[:-1]):
-        nxt = node.get(key)
-        if not isinstance(nxt, dict):
+    tokens = split_path(dotted)
+    node: Any = data
+    for i, key in enumerate(tokens[:-1]):
+        if isinstance(key, tuple):
+            node = node[_select(node, key[0], dotted)]
+            continue
+        nxt = node.get(key) if isinstance(node, dict) else None
+        if nxt is None or (not isinstance(nxt, (dict, list))):
+            if isinstance(tokens[i + 1], tuple):
+                raise ConfigError(dotted, nxt, f"a list at {key} to select {tokens[i + 1][0]!r} from")
             # A section the file leaves out is created; a misspelt one is then an
             # unknown key that validation names.
             nxt = {}
             node[key] = nxt
         node = nxt
-    node[keys[-1]] = copy.deepcopy(value)
+    last = tokens[-1]
+    if isinstance(last, tuple):
+        node[_select(node, last[0], dotted)] = copy.deepcopy(value)
+    else:
+        if not isinstance(node, dict):
+            raise ConfigError(dotted, node, "a mapping to set a key in")
+        node[last] = copy.deepcopy(value)
+
+
+_MISSING = object()
+
+
+def get_dotted(data: Any, dotted: str, default: Any = _MISSING) -> Any:
+    """The value at ``dotted`` (same syntax as :func:`set_dotted`); ``default`` if absent."""
+    node = data
+    try:
+        for key in split_path(dotted):
+            if isinstance(key, tuple):
+                node = node[_select(node, key[0], dotted)]
+            else:
+                node = node[key]
+    except (KeyError, TypeError, ConfigError):
+        if default is _MISSING:
+            raise ConfigError(dotted, None, "a path that exists in the config") from None
+        return default
+    return node
 
 
 def parse_trial(data: Any, path: str = "") -> TrialSpec:

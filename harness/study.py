@@ -1,0 +1,537 @@
+"""StudySpec: many trials described once — an ablation grid, named variants, or a search.
+
+A study file names a ``base`` trial config and says how trials differ from it::
+
+    grid:      {dotted.path: [values, ...], ...}     full product of the lists
+    variants:  [{name: ..., set: {dotted.path: value}}, ...]   named partial configs
+    seeds:     [0, 1, 2]                              every configuration once per seed
+    search:    an Optuna search space, sampler, ASHA scheduler, finalists
+
+This module only *plans*: it validates the whole study and expands it into
+:class:`TrialPlan` objects (trial id, labels, a validated TrialSpec) before anything is
+scheduled, so a typo in the twentieth grid cell fails in a second, not after nineteen
+trials. Running the plans on Ray lives in :mod:`harness.runner` (compare_gan keeps task
+generation apart from task running in the same way). No Ray import here.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from harness import registry
+from harness.errors import ConfigError
+from harness.spec import TrialSpec, get_dotted, load_yaml, parse_trial, set_dotted, split_path
+from harness.validation import build_dataclass, to_plain
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MISSING = object()
+
+# Paths a study sets itself; a grid, variant or search may not set them too.
+_SEED_PATH = "seed"
+
+
+@dataclass
+class VariantSpec:
+    name: str
+    # dotted config path -> value (``regularizers[cr].weight`` selects by name)
+    set: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, path: str) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"{path}.name", self.name, "letters, digits, '_', '.', '-'")
+
+
+@dataclass
+class BudgetSpec:
+    """The same budget for every trial: iterations, seconds of training, or both (first hit)."""
+
+    iterations: Optional[int] = field(default=None, metadata={"min": 1})
+    seconds: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+
+    def validate(self, path: str) -> None:
+        if self.iterations is None and self.seconds is None:
+            raise ConfigError(path, {}, "iterations and/or seconds")
+
+
+@dataclass
+class ResourcesSpec:
+    # Ray resources of one trial; fractions share a device (two trials on one GPU: 0.5).
+    cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0})
+    gpus: float = field(default=0.0, metadata={"min": 0.0})
+    # At most this many trials at once (0 = as many as the cluster's resources fit).
+    max_concurrent: int = field(default=0, metadata={"min": 0})
+
+    @property
+    def threads(self) -> int:
+        """torch threads per trial: its whole CPUs (at least one)."""
+        return max(1, int(self.cpus))
+
+
+@dataclass
+class FailuresSpec:
+    # Restarts of a trial whose worker or node died (from its last checkpoint). A trial
+    # that raises is recorded failed and not retried; a diverged one is final too.
+    max_retries: int = field(default=2, metadata={"min": 0})
+
+
+PARAM_TYPES = ("float", "int", "categorical")
+
+
+@dataclass
+class ParamSpec:
+    type: str = field(metadata={"choices": PARAM_TYPES})
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    step: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    choices: Optional[List[Any]] = None
+    # Sample this parameter only when every listed path (an earlier parameter or a base
+    # config path) holds the given value, or one of the given values if a list.
+    when: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, path: str) -> None:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ConfigError(f"{path}.choices", self.choices, "a non-empty list for a categorical parameter")
+            for key in ("low", "high", "step"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{path}.{key}", getattr(self, key), "nothing for a categorical parameter")
+            if self.log:
+                raise ConfigError(f"{path}.log", True, "false for a categorical parameter")
+            labels = [choice_label(c) for c in self.choices]
+            if len(set(labels)) != len(labels):
+                raise ConfigError(f"{path}.choices", self.choices, "distinct choices")
+            return
+        if self.choices is not None:
+            raise ConfigError(f"{path}.choices", self.choices, f"nothing for a {self.type} parameter (use low/high)")
+        for key in ("low", "high"):
+            if getattr(self, key) is None:
+                raise ConfigError(f"{path}.{key}", None, f"a number (required for a {self.type} parameter)")
+        if self.type == "int":
+            for key in ("low", "high", "step"):
+                v = getattr(self, key)
+                if v is not None and float(v) != int(v):
+                    raise ConfigError(f"{path}.{key}", v, "an integer for an int parameter")
+        if not self.low < self.high:
+            raise ConfigError(f"{path}.high", self.high, f"a value > low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"{path}.low", self.low, "a value > 0 with log: true")
+        if self.log and self.step is not None:
+            raise ConfigError(f"{path}.step", self.step, "no step with log: true (Optuna allows one or the other)")
+
+    def extremes(self) -> List[Any]:
+        """Values to validate against the base config: the bounds, or every choice."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+
+def choice_label(value: Any) -> Any:
+    """Optuna stores only None/bool/int/float/str choices: other values (lists, mappings such
+    as a regularizer list) are stored as their canonical JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+SAMPLERS = ("tpe", "random")
+
+
+@dataclass
+class SamplerSpec:
+    name: str = field(default="tpe", metadata={"choices": SAMPLERS})
+    seed: int = field(default=0, metadata={"min": 0})
+
+
+SCHEDULERS = ("asha", "none")
+
+
+@dataclass
+class SchedulerSpec:
+    # ASHA stops trials whose reported objective is in the worst (1 - 1/reduction_factor)
+    # at a rung; rungs start at grace_period (iterations, or seconds with a seconds budget).
+    name: str = field(default="asha", metadata={"choices": SCHEDULERS})
+    grace_period: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    reduction_factor: float = field(default=2.0, metadata={"min_exclusive": 1.0})
+
+
+@dataclass
+class FinalistsSpec:
+    # Re-run the best k completed search configurations with these fresh seeds.
+    k: int = field(default=1, metadata={"min": 1})
+    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+
+    def validate(self, path: str) -> None:
+        if not self.seeds:
+            raise ConfigError(f"{path}.seeds", self.seeds, "a non-empty list of seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{path}.seeds", self.seeds, "distinct seeds")
+
+
+OBJECTIVES = ("best", "last")
+
+
+@dataclass
+class SearchSpec:
+    metric: str
+    n_trials: int = field(metadata={"min": 1})
+    space: Dict[str, ParamSpec] = field(default_factory=dict)
+    # min / max; null = the metric's own direction (FID: min).
+    mode: Optional[str] = field(default=None, metadata={"choices": ("min", "max")})
+    # best: the best value reached within the budget (seed A's protocol); last: final value.
+    objective: str = field(default="best", metadata={"choices": OBJECTIVES})
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    finalists: Optional[FinalistsSpec] = None
+
+    def validate(self, path: str) -> None:
+        if not self.space:
+            raise ConfigError(f"{path}.space", self.space, "at least one parameter")
+        seen: List[str] = []
+        for name, param in self.space.items():
+            split_path(name)
+            if name == _SEED_PATH or name == "threads":
+                raise ConfigError(f"{path}.space.{name}", name, "a config path other than seed/threads "
+                                  "(the study sets those)")
+            for cond in param.when:
+                split_path(cond)
+                if cond == name:
+                    raise ConfigError(f"{path}.space.{name}.when.{cond}", cond, "another parameter or config path")
+            seen.append(name)
+
+
+@dataclass
+class StudySpec:
+    name: str
+    # A trial config mapping, or a path to a trial YAML (relative to the study file).
+    base: Any = None
+    description: str = ""
+    grid: Dict[str, List[Any]] = field(default_factory=dict)
+    variants: List[VariantSpec] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=lambda: [0])
+    # Keep batch_size x accumulation (D and G) of the base in every trial: a variant that
+    # changes batch_size gets the accumulation that restores it (seed A's regret).
+    hold_effective_batch: bool = False
+    fixed_budget: Optional[BudgetSpec] = None
+    search: Optional[SearchSpec] = None
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    failures: FailuresSpec = field(default_factory=FailuresSpec)
+
+    def validate(self, path: str) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError("name", self.name, "letters, digits, '_', '.', '-' (it names the results directory)")
+        if not isinstance(self.base, dict):
+            raise ConfigError("base", self.base, "a trial config mapping (or a path to a trial YAML file)")
+        if not self.seeds:
+            raise ConfigError("seeds", self.seeds, "a non-empty list of integer seeds")
+        for i, seed in enumerate(self.seeds):
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ConfigError(f"seeds[{i}]", seed, "an integer >= 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds", self.seeds, "distinct seeds")
+        for key, values in self.grid.items():
+            split_path(key)
+            if key in (_SEED_PATH, "threads"):
+                raise ConfigError(f"grid.{key}", values, "a config path other than seed/threads (use seeds:)")
+            if not values:
+                raise ConfigError(f"grid.{key}", values, "a non-empty list of values")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError("variants", names, "distinct variant names")
+        for i, v in enumerate(self.variants):
+            for key in v.set:
+                split_path(key)
+                if key in self.grid:
+                    raise ConfigError(f"variants[{i}].set.{key}", v.set[key],
+                                      "a path the grid does not also vary (grid varies it)")
+        if self.search is not None and (self.grid or self.variants):
+            raise ConfigError("search", "search + grid/variants",
+                              "either a search or a grid/variants ablation in one study (use two studies)")
+        if self.resources.gpus > 0 and not str(self.base.get("device", "cpu")).startswith("cuda"):
+            raise ConfigError("resources.gpus", self.resources.gpus,
+                              "0 unless base.device is cuda (Ray gives the trial its GPU as cuda:0)")
+        if str(self.base.get("device", "cpu")).startswith("cuda") and self.resources.gpus <= 0:
+            raise ConfigError("resources.gpus", self.resources.gpus,
+                              "a value > 0 for base.device cuda (Ray hides GPUs from trials that ask for none)")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return to_plain(self)
+
+
+@dataclass
+class TrialPlan:
+    trial_id: str
+    phase: str  # grid | search | finalist
+    labels: Dict[str, Any]
+    spec: TrialSpec
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"trial_id": self.trial_id, "phase": self.phase, "labels": self.labels, "config": self.spec.to_dict()}
+
+
+# ------------------------------------------------------------------------- loading
+def parse_study(data: Any, base_dir: Optional[os.PathLike] = None) -> StudySpec:
+    """Validate a study mapping; a string ``base`` is loaded relative to ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError("study", data, "a YAML mapping with name, base and grid/variants/search")
+    data = dict(data)
+    base = data.get("base")
+    if isinstance(base, str):
+        file = Path(base)
+        if not file.is_absolute() and base_dir is not None:
+            file = Path(base_dir) / file
+        loaded = load_yaml(str(file))
+        if not isinstance(loaded, dict):
+            raise ConfigError("base", base, "a trial YAML file holding a mapping")
+        data["base"] = loaded
+    study = build_dataclass(StudySpec, data)
+    # Whole-study checks that need the trial schema: run them now, before any scheduling.
+    plan(study)
+    return study
+
+
+def load_study(file: os.PathLike) -> StudySpec:
+    return parse_study(load_yaml(str(file)), Path(file).parent)
+
+
+def is_study(data: Any) -> bool:
+    """A YAML mapping is a study (not a trial config) if it has a ``base``."""
+    return isinstance(data, dict) and "base" in data
+
+
+# ------------------------------------------------------------------------ planning
+def base_spec(study: StudySpec) -> TrialSpec:
+    try:
+        return parse_trial(study.base)
+    except ConfigError as err:
+        raise ConfigError(f"base.{err.path}", err.value, err.expected) from None
+
+
+def _common_overrides(study: StudySpec, spec: TrialSpec) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"threads": study.resources.threads}
+    if study.fixed_budget is not None:
+        if study.fixed_budget.iterations is not None:
+            out["optimization.iterations"] = study.fixed_budget.iterations
+        if study.fixed_budget.seconds is not None:
+            # whichever budget is spent first ends the trial (the base's iterations cap a
+            # seconds-only budget: schedules such as instance-noise annealing need one)
+            out["optimization.time_budget_s"] = study.fixed_budget.seconds
+    return out
+
+
+def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], seed: int, context: str) -> TrialSpec:
+    """Apply the study's common settings, ``overrides`` and the seed to ``base``; hold the
+    effective batch if asked; validate, naming ``context`` (which grid cell) on error."""
+    data = base.to_dict()
+    try:
+        for key, value in {**_common_overrides(study, base), **overrides, _SEED_PATH: seed}.items():
+            set_dotted(data, key, value)
+        if study.hold_effective_batch:
+            _hold_effective_batch(data, base, overrides)
+        return parse_trial(data)
+    except ConfigError as err:
+        raise ConfigError(f"{context}: {err.path}", err.value, err.expected) from None
+
+
+def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any]) -> None:
+    o = base.optimization
+    batch = get_dotted(data, "optimization.batch_size")
+    for which, target in (("d", o.effective_batch_d), ("g", o.effective_batch_g)):
+        path = f"optimization.accumulation.{which}"
+        acc = get_dotted(data, path, 1)
+        set_explicitly = path in overrides or (
+            "optimization.accumulation" in overrides) or "optimization" in overrides
+        if batch * acc == target:
+            continue
+        if set_explicitly:
+            raise ConfigError(path, acc, f"batch_size x accumulation.{which} = {target} (hold_effective_batch: "
+                              f"the base's effective batch; got {batch} x {acc})")
+        if target % batch:
+            raise ConfigError("optimization.batch_size", batch,
+                              f"a divisor of the held effective batch {target} (hold_effective_batch)")
+        set_dotted(data, path, target // batch)
+
+
+def _label_value(value: Any) -> Any:
+    return choice_label(value)
+
+
+def plan(study: StudySpec) -> List[TrialPlan]:
+    """Every trial of a grid/variants study (or, for a search, validates its space and
+    returns no plans: search trials are proposed by the sampler while the study runs)."""
+    base = base_spec(study)
+    if study.search is not None:
+        check_search(study, base)
+        return []
+    variants = study.variants or [VariantSpec(name="", set={})]
+    keys = list(study.grid)
+    combos = list(itertools.product(*(study.grid[k] for k in keys))) if keys else [()]
+    plans: List[TrialPlan] = []
+    index = 0
+    for vi, variant in enumerate(variants):
+        for combo in combos:
+            overrides = dict(variant.set)
+            overrides.update(dict(zip(keys, combo)))
+            labels: Dict[str, Any] = {}
+            if variant.name:
+                labels["variant"] = variant.name
+            labels.update({k: _label_value(v) for k, v in zip(keys, combo)})
+            cell = ", ".join(f"{k}={v}" for k, v in labels.items()) or "base"
+            for seed in study.seeds:
+                context = (f"variants[{vi}] ({variant.name})" if variant.name else "grid") + f" [{cell}], seed {seed}"
+                spec = make_trial(study, base, overrides, seed, context)
+                trial_id = f"c{index:03d}-s{seed}"
+                plans.append(TrialPlan(trial_id, "grid", {**labels, "seed": seed}, spec))
+            index += 1
+    return plans
+
+
+def metric_direction(metric: str) -> str:
+    entry = registry.METRICS.get(metric, "search.metric")
+    return "max" if getattr(entry.obj, "higher_is_better", False) else "min"
+
+
+def search_mode(study: StudySpec) -> str:
+    assert study.search is not None
+    return study.search.mode or metric_direction(study.search.metric)
+
+
+def check_search(study: StudySpec, base: TrialSpec) -> None:
+    s = study.search
+    assert s is not None
+    if s.metric not in base.eval.metrics:
+        raise ConfigError("search.metric", s.metric,
+                          "one of the base's eval.metrics (" + (", ".join(base.eval.metrics) or "none set") + ")")
+    spec0 = make_trial(study, base, {}, study.seeds[0], "search (base config)")
+    if s.scheduler.name == "asha":
+        if spec0.eval.every <= 0:
+            raise ConfigError("base.eval.every", spec0.eval.every,
+                              "an evaluation interval > 0 (ASHA compares trials at their evaluations)")
+        horizon = scheduler_horizon(study, spec0)
+        grace = s.scheduler.grace_period if s.scheduler.grace_period is not None else spec0.eval.every
+        if grace >= horizon[1]:
+            raise ConfigError("search.scheduler.grace_period", grace, f"a value < the budget ({horizon[1]} "
+                              f"{horizon[0]})")
+    names = list(s.space)
+    for i, (name, param) in enumerate(s.space.items()):
+        for cond, allowed in param.when.items():
+            if cond in names[:i]:
+                if s.space[cond].type == "categorical":
+                    labels = [choice_label(c) for c in s.space[cond].choices]
+                    if not any(choice_label(c) in labels for c in _candidates(allowed)):
+                        raise ConfigError(f"search.space.{name}.when.{cond}", allowed,
+                                          "one of that parameter's choices: " + ", ".join(map(str, labels)))
+            elif cond in names:
+                raise ConfigError(f"search.space.{name}.when.{cond}", cond,
+                                  "a parameter listed before this one (conditions read earlier parameters)")
+            elif get_dotted(spec0.to_dict(), cond, _MISSING) is _MISSING:
+                raise ConfigError(f"search.space.{name}.when.{cond}", cond,
+                                  "an earlier parameter or a path of the base config")
+        # Every bound / choice must make a valid trial on its own (conditions aside).
+        for value in param.extremes():
+            overrides = {}
+            for cond, allowed in param.when.items():
+                if cond in names[:i]:
+                    labels = [choice_label(c) for c in s.space[cond].choices or []]
+                    overrides[cond] = next((c for c in _candidates(allowed) if choice_label(c) in labels),
+                                           allowed)
+            overrides[name] = value
+            make_trial(study, base, overrides, study.seeds[0], f"search.space.{name}={choice_label(value)}")
+
+
+def scheduler_horizon(study: StudySpec, spec: TrialSpec) -> Tuple[str, float]:
+    """(time attribute, budget) ASHA measures trials by: iterations, or train seconds."""
+    if spec.optimization.time_budget_s is not None and (
+            study.fixed_budget is None or study.fixed_budget.iterations is None):
+        return "train_s", float(spec.optimization.time_budget_s)
+    return "iteration", float(spec.optimization.iterations)
+
+
+def suggest(study: StudySpec, trial: Any) -> Dict[str, Any]:
+    """Define-by-run search space: ask ``trial`` (an Optuna trial) for each parameter whose
+    ``when`` holds; return the config overrides (choices decoded back to their values)."""
+    s = study.search
+    assert s is not None
+    overrides: Dict[str, Any] = {}
+    base = base_spec(study).to_dict()
+    for name, p in s.space.items():
+        if not _condition_holds(p.when, overrides, base):
+            continue
+        if p.type == "float":
+            value = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
+        elif p.type == "int":
+            value = trial.suggest_int(name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+        else:
+            labels = [choice_label(c) for c in p.choices]
+            label = trial.suggest_categorical(name, labels)
+            value = p.choices[labels.index(label)]
+        overrides[name] = value
+    return overrides
+
+
+def _candidates(allowed: Any) -> List[Any]:
+    """A ``when`` value: the value itself, or (a list) any of its items."""
+    return [allowed] + (list(allowed) if isinstance(allowed, list) else [])
+
+
+def _condition_holds(when: Dict[str, Any], overrides: Dict[str, Any], base: Dict[str, Any]) -> bool:
+    for cond, allowed in when.items():
+        current = overrides[cond] if cond in overrides else get_dotted(base, cond, None)
+        if choice_label(current) not in {choice_label(c) for c in _candidates(allowed)}:
+            return False
+    return True
+
+
+def search_trial(study: StudySpec, number: int, overrides: Dict[str, Any]) -> TrialPlan:
+    spec = make_trial(study, base_spec(study), overrides, study.seeds[0], f"search trial {number}")
+    labels = {k: choice_label(v) for k, v in overrides.items()}
+    return TrialPlan(f"search-{number:04d}", "search", {**labels, "seed": study.seeds[0]}, spec)
+
+
+def finalist_trials(study: StudySpec, ranked: List[Tuple[str, Dict[str, Any]]]) -> List[TrialPlan]:
+    """Plans re-running each ranked (search trial id, overrides) with the finalist seeds."""
+    s = study.search
+    assert s is not None and s.finalists is not None
+    plans = []
+    base = base_spec(study)
+    for rank, (source_id, overrides) in enumerate(ranked[: s.finalists.k]):
+        for seed in s.finalists.seeds:
+            spec = make_trial(study, base, overrides, seed, f"finalist {rank} ({source_id})")
+            labels = {k: choice_label(v) for k, v in overrides.items()}
+            plans.append(TrialPlan(f"final-{rank}-s{seed}", "finalist",
+                                   {**labels, "rank": rank, "from": source_id, "seed": seed}, spec))
+    return plans
+
+
+def objective_value(report: Optional[Dict[str, Any]], metric: str, objective: str, mode: str) -> float:
+    """The number the search optimizes, from a trial's latest report: the best value so far
+    (or the last one); a trial without one scores the worst possible value."""
+    worst = math.inf if mode == "min" else -math.inf
+    if not report:
+        return worst
+    source = report.get("best" if objective == "best" else "metrics") or {}
+    value = source.get(metric)
+    if value is None or not math.isfinite(float(value)):
+        return worst
+    return float(value)
+
+
+def describe_plans(plans: List[TrialPlan]) -> str:
+    lines = []
+    for p in plans:
+        label = ", ".join(f"{k}={v}" for k, v in p.labels.items())
+        o = p.spec.optimization
+        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, "
+                     f"{o.iterations} it)")
+    return "\n".join(lines)
+
+
+Suggest = Callable[[Any], Dict[str, Any]]

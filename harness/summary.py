@@ -1,0 +1,162 @@
+"""One row per trial of a study directory, as a pandas DataFrame (and summary.csv/json).
+
+Read-only over the trial records (harness.store layout) so it works while a study runs,
+after it was killed, and on a copy of the results. Columns:
+
+    trial_id, phase (grid | search | finalist), status (completed | diverged | failed |
+    stopped | running | pending), variant, seed, objective (searches),
+    config.<dotted path>     every field of the resolved trial config (lists as JSON)
+    best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
+    iterations, samples_seen, wall_s, train_s, eval_s, effective_batch, effective_batch_g,
+    peak_rss_mb, peak_cuda_mb, attempts, error, budget, labels (JSON)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from harness.store import TrialRecord, atomic_write_text, read_jsonl
+
+BASE_COLUMNS = ["trial_id", "phase", "status", "variant", "seed", "objective", "iterations", "samples_seen",
+                "wall_s", "train_s", "eval_s", "effective_batch", "effective_batch_g", "peak_rss_mb",
+                "peak_cuda_mb", "attempts", "budget", "error", "labels"]
+
+
+def flatten(obj: Any, prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, (list, tuple)):
+        out[prefix] = json.dumps(obj, sort_keys=True)
+    else:
+        out[prefix] = obj
+    return out
+
+
+def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _search_settings(root: Path) -> Optional[Dict[str, Any]]:
+    try:
+        study = yaml.safe_load((root / "study.yaml").read_text())
+    except OSError:
+        return None
+    search = (study or {}).get("search")
+    if not search:
+        return None
+    from harness.study import metric_direction
+
+    return {"metric": search["metric"], "objective": search.get("objective", "best"),
+            "mode": search.get("mode") or metric_direction(search["metric"])}
+
+
+def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    record = TrialRecord(record_dir)
+    info = _read_json(record_dir / "study_trial.json") or {}
+    status = record.status() or {}
+    reports = record.reports()
+    last = reports[-1] if reports else {}
+    evals = [r for r in reports if "metrics" in r]
+    last_eval = evals[-1] if evals else {}
+    labels = info.get("labels", {})
+    row: Dict[str, Any] = {
+        "trial_id": info.get("trial_id", record_dir.name),
+        "phase": info.get("phase", ""),
+        "status": status.get("status", "running" if reports else "pending"),
+        "variant": labels.get("variant"),
+        "seed": None,
+        "iterations": int(status.get("iteration", last.get("iteration", 0))),
+        "samples_seen": last.get("samples_seen"),
+        "wall_s": last.get("wall_s"),
+        "train_s": last.get("train_s"),
+        "eval_s": last.get("eval_s"),
+        "effective_batch": last.get("effective_batch"),
+        "effective_batch_g": last.get("effective_batch_g"),
+        "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in reports), default=None),
+        "peak_cuda_mb": max((r["peak_cuda_mb"] for r in reports if "peak_cuda_mb" in r), default=None),
+        "attempts": len(read_jsonl(record_dir / "attempts.jsonl")),
+        "budget": status.get("budget"),
+        "error": status.get("error"),
+        "labels": json.dumps(labels, sort_keys=True),
+    }
+    try:
+        config = yaml.safe_load(record.config_path.read_text())
+    except OSError:
+        config = None
+    if config:
+        row["seed"] = config.get("seed")
+        row.update(flatten(config, "config"))
+    for name, value in (last_eval.get("best") or {}).items():
+        row[f"best.{name}"] = value
+    for name, value in (last_eval.get("metrics") or {}).items():
+        row[f"final.{name}"] = value
+    for name, proto in (last_eval.get("protocol") or {}).items():
+        row[f"protocol.{name}"] = json.dumps(proto, sort_keys=True)
+    if search is not None:
+        from harness.study import objective_value
+
+        row["objective"] = objective_value(last_eval, search["metric"], search["objective"], search["mode"])
+    else:
+        row["objective"] = None
+    return row
+
+
+def summarize(root: os.PathLike):
+    """The summary DataFrame of study directory ``root`` (planned trials without a record
+    yet appear as ``pending``)."""
+    import pandas as pd
+
+    root = Path(root)
+    if not (root / "study.yaml").exists():
+        from harness.errors import ConfigError
+
+        raise ConfigError("DIR", str(root), "a study results directory (one holding study.yaml)")
+    search = _search_settings(root)
+    rows: List[Dict[str, Any]] = []
+    seen = set()
+    trials = root / "trials"
+    for record_dir in sorted(trials.iterdir() if trials.exists() else []):
+        if record_dir.is_dir():
+            row = trial_row(record_dir, search)
+            rows.append(row)
+            seen.add(row["trial_id"])
+    for planned in (_read_json(root / "plan.json") or []):
+        if planned["trial_id"] not in seen:
+            rows.append({"trial_id": planned["trial_id"], "phase": planned["phase"], "status": "pending",
+                         "variant": planned["labels"].get("variant"), "seed": planned["labels"].get("seed"),
+                         "labels": json.dumps(planned["labels"], sort_keys=True), "attempts": 0})
+    order = {"grid": 0, "search": 1, "finalist": 2}
+    rows.sort(key=lambda r: (order.get(r.get("phase", ""), 3), r["trial_id"]))
+    frame = pd.DataFrame(rows)
+    if not len(frame):
+        return pd.DataFrame(columns=BASE_COLUMNS)
+    first = [c for c in BASE_COLUMNS if c in frame.columns]
+    metric_cols = sorted(c for c in frame.columns if c.startswith(("best.", "final.", "protocol.")))
+    config_cols = [c for c in frame.columns if c.startswith("config.")]
+    rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]
+    return frame[first + metric_cols + rest + config_cols]
+
+
+def write_summary(root: os.PathLike):
+    """Write summary.csv and summary.json (atomically) and return the DataFrame."""
+    root = Path(root)
+    frame = summarize(root)
+    atomic_write_text(root / "summary.csv", frame.to_csv(index=False))
+    atomic_write_text(root / "summary.json", to_json(frame))
+    return frame
+
+
+def to_json(frame) -> str:
+    records = frame.to_dict(orient="records")
+    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in records]
+    return json.dumps(clean, indent=1, default=str, allow_nan=True) + "\n"
