@@ -1,6 +1,8 @@
 """The ``ganbench`` command line.
 
-    ganbench validate FILE.yaml             check a trial config without running it
+    ganbench validate FILE.yaml             check a trial config or a whole study without running it
+    ganbench run STUDY.yaml [--resume]      run a study (grid / search) on Ray (embedded or --address)
+    ganbench summary DIR                    one row per trial of a study's results (csv / json / table)
     ganbench describe FILE.yaml             resolved config + parameter counts of G and D
     ganbench trial FILE.yaml --out DIR      run one trial in-process (resumes on rerun)
     ganbench pretrain FILE.yaml --name N    train a source model and store it in the model zoo
@@ -47,7 +49,33 @@ def _load(args: argparse.Namespace):
     return parse_trial(data)
 
 
+def _load_study(file: str, sets: List[str]):
+    from harness.spec import load_yaml, set_dotted
+    from harness.study import parse_study
+
+    data = load_yaml(file)
+    for key, value in _overrides(sets or []).items():
+        set_dotted(data, key, value)
+    return parse_study(data, Path(file).parent)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.spec import load_yaml
+    from harness.study import describe_plans, is_study, plan
+
+    if is_study(load_yaml(args.config)):
+        study = _load_study(args.config, args.set)
+        plans = plan(study)
+        if study.search is not None:
+            s = study.search
+            print(f"{args.config}: valid search study '{study.name}': {s.n_trials} trials over "
+                  f"{len(s.space)} parameters ({', '.join(s.space)}), {s.sampler.name} sampler, "
+                  f"{s.scheduler.name} scheduler, objective {s.objective} {s.metric}"
+                  + (f"; finalists: best {s.finalists.k} x seeds {s.finalists.seeds}" if s.finalists else ""))
+        else:
+            print(f"{args.config}: valid study '{study.name}': {len(plans)} trials")
+            print(describe_plans(plans))
+        return 0
     spec = _load(args)
     print(f"{args.config}: valid trial '{spec.name}' "
           f"({spec.architecture.name}, {spec.loss.name}, {spec.dataset.name} {spec.dataset.resolution}px, "
@@ -212,6 +240,29 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import run_study
+
+    study = _load_study(args.study, args.set)
+    frame = run_study(study, args.results, address=args.address, resume=args.resume)
+    bad = frame[frame["status"].isin(["failed", "running", "pending"])] if len(frame) else frame
+    return 0 if not len(bad) else 3
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from harness.summary import summarize, to_json
+
+    frame = summarize(args.dir)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(to_json(frame))
+    else:
+        cols = [c for c in frame.columns if not c.startswith(("config.", "protocol.")) and c != "labels"]
+        print(frame[cols].to_string(index=False))
+    return 0
+
+
 def cmd_metric(args: argparse.Namespace) -> int:
     from harness.metrics.standalone import measure
     from harness.registry import METRICS
@@ -242,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a dotted config key (repeatable), e.g. optimization.iterations=100")
 
-    p = sub.add_parser("validate", help="check a trial config without running it")
+    p = sub.add_parser("validate", help="check a trial config or a whole study without running it")
     with_config(p)
     p.set_defaults(func=cmd_validate)
 
@@ -280,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoo", default=None, help="zoo directory (default $GANBENCH_ZOO or <cache>/zoo)")
     p.add_argument("--force", action="store_true", help="replace an existing entry of that name")
     p.set_defaults(func=cmd_zoo_export)
+
+    p = sub.add_parser("run", help="run a study on Ray: an ablation grid or an Optuna search")
+    p.add_argument("study", help="study YAML (see README: Study files)")
+    p.add_argument("--results", default="results", help="results root; the study writes RESULTS/<name>/")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster (default $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--resume", action="store_true", help="continue a study whose driver stopped")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a dotted study key (repeatable), e.g. search.n_trials=4")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("summary", help="one row per trial of a study results directory")
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)

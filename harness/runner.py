@@ -96,11 +96,22 @@ def make_trainable(results_dir: str, metric: Optional[str], objective: str, mode
                 "overrides": payload.get("overrides", {}), "tune_trial_id": self.trial_id,
             })
             self.trial = Trial(spec, record.root)
-            self.finished = self.trial.start()
-            with open(record.root / "attempts.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                                     "resumed_from": self.trial.iteration,
-                                     "finished": self.finished.status if self.finished else None}) + "\n")
+            self.finished = None
+            attempt = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+            try:
+                self.finished = self.trial.start()
+                attempt.update(resumed_from=self.trial.iteration,
+                               finished=self.finished.status if self.finished else None)
+            except Exception as err:  # data, weights or source model that fail to load
+                import traceback
+
+                attempt["error"] = f"{type(err).__name__}: {err}"
+                record.set_status("failed", iteration=0, error=attempt["error"], traceback=traceback.format_exc())
+                self.trial = None
+                raise
+            finally:
+                with open(record.root / "attempts.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(attempt) + "\n")
 
         def step(self) -> Dict[str, Any]:
             if self.finished is None:
@@ -239,7 +250,7 @@ def ray_session(address: Optional[str] = None, quiet: bool = True) -> Iterator[N
     if address and address != "local":
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+        ray.init(address="local", include_dashboard=False, **kwargs)
     try:
         yield
     finally:
@@ -400,7 +411,6 @@ class StudyRunner:
 
     def _searcher(self):
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
         s = self.study.search
         assert s is not None
@@ -410,7 +420,7 @@ class StudyRunner:
         else:
             sampler = optuna.samplers.RandomSampler(seed=s.sampler.seed)
         storage = optuna.storages.RDBStorage(f"sqlite:///{self.root / 'optuna.db'}")
-        return OptunaSearch(space=SearchSpace(self.study), metric="objective", mode=self.mode, sampler=sampler,
+        return _PruningAwareOptunaSearch(space=SearchSpace(self.study), metric="objective", mode=self.mode, sampler=sampler,
                             study_name=self.study.name, storage=storage)
 
     def _scheduler(self):
@@ -426,6 +436,33 @@ class StudyRunner:
         grace = s.scheduler.grace_period if s.scheduler.grace_period is not None else spec0.eval.every
         return ASHAScheduler(time_attr=time_attr, metric="objective", mode=self.mode, max_t=horizon,
                              grace_period=grace, reduction_factor=s.scheduler.reduction_factor)
+
+
+def _optuna_search_class():
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class PruningAwareOptunaSearch(OptunaSearch):
+        """Tells Optuna that a trial ASHA stopped early was PRUNED (Tune's OptunaSearch
+        records it COMPLETE with its last value), so TPE and the Optuna dashboard see it as
+        the partial run it is. A trial still ``running`` in its last result was stopped."""
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if (result and not error and result.get("status") == "running"
+                    and trial_id in self._ot_trials and trial_id not in self._completed_trials):
+                try:
+                    self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+                except Exception as exc:  # same tolerance as the parent class
+                    logging.getLogger(__name__).warning(exc)
+                self._completed_trials.add(trial_id)
+                return
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    return PruningAwareOptunaSearch
+
+
+def _PruningAwareOptunaSearch(**kwargs):
+    return _optuna_search_class()(**kwargs)
 
 
 class SearchSpace:

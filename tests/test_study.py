@@ -1,0 +1,314 @@
+"""Study files without Ray: parsing, grid expansion, effective batch, search spaces,
+early errors, objective values, the summary table, and the time budget of a trial."""
+import json
+import math
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import tiny_config
+from harness.errors import ConfigError
+from harness.spec import get_dotted, set_dotted
+from harness.study import (choice_label, finalist_trials, load_study, objective_value, parse_study, plan,
+                           search_trial, suggest)
+from harness.trial import run_trial
+
+
+def grid_study(**extra):
+    base = tiny_config(**{"eval.metrics": ["swd"], "optimization.accumulation": {"d": 2, "g": 2}})
+    data = {"name": "abl", "base": base, "grid": {"augment.policy": ["none", "diffaugment"],
+                                                  "regularizers": [[], [{"name": "cr", "weight": 10}]]},
+            "seeds": [0, 1]}
+    data.update(extra)
+    return data
+
+
+def search_study(**extra):
+    base = tiny_config(**{"eval.metrics": ["swd"], "optimization.iterations": 40})
+    data = {"name": "srch", "base": base, "search": {
+        "metric": "swd", "n_trials": 6,
+        "space": {
+            "optimization.lr_g": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+            "regularizers": {"type": "categorical", "choices": [[], [{"name": "cr", "weight": 1.0}]]},
+            "regularizers[cr].weight": {"type": "float", "low": 0.1, "high": 10, "log": True,
+                                        "when": {"regularizers": [[{"name": "cr", "weight": 1.0}]]}},
+        },
+        "scheduler": {"name": "asha", "grace_period": 10},
+        "finalists": {"k": 2, "seeds": [7, 8]}}}
+    for k, v in extra.items():
+        set_dotted(data, k, v)
+    return data
+
+
+# ---------------------------------------------------------------------------- paths
+def test_paths_select_list_items_by_name_or_index():
+    data = {"regularizers": [{"name": "cr", "weight": 1.0}, {"name": "lecam", "weight": 0.3}]}
+    set_dotted(data, "regularizers[lecam].weight", 0.5)
+    set_dotted(data, "regularizers[0].kwargs", {"a": 1})
+    assert data["regularizers"][1]["weight"] == 0.5 and data["regularizers"][0]["kwargs"] == {"a": 1}
+    assert get_dotted(data, "regularizers[cr].weight") == 1.0
+    assert get_dotted(data, "regularizers[r1].weight", None) is None
+    with pytest.raises(ConfigError, match=r"regularizers\[r1\]\.weight: .*an item named 'r1'"):
+        set_dotted(data, "regularizers[r1].weight", 1)
+    with pytest.raises(ConfigError, match="dotted config path"):
+        set_dotted(data, "a..b", 1)
+
+
+# ----------------------------------------------------------------------------- grids
+def test_grid_is_the_product_times_seeds_with_stable_ids():
+    study = parse_study(grid_study())
+    plans = plan(study)
+    assert len(plans) == 2 * 2 * 2
+    assert [p.trial_id for p in plans[:3]] == ["c000-s0", "c000-s1", "c001-s0"]
+    assert len({p.trial_id for p in plans}) == len(plans)
+    cell = plans[2]
+    assert cell.spec.augment.policy == "none" and cell.spec.regularizers[0].name == "cr"
+    assert cell.labels["regularizers"] == choice_label([{"name": "cr", "weight": 10}]) and cell.labels["seed"] == 0
+    assert {p.spec.seed for p in plans} == {0, 1}
+    assert all(p.spec.threads == 1 for p in plans)  # from resources.cpus
+
+
+def test_variants_times_grid_and_fixed_budget():
+    study = parse_study(grid_study(
+        variants=[{"name": "plain", "set": {}}, {"name": "lecam", "set": {"regularizers": [{"name": "lecam"}]}}],
+        grid={"augment.policy": ["none", "diffaugment"]}, seeds=[3],
+        fixed_budget={"iterations": 12, "seconds": 30}))
+    plans = plan(study)
+    assert [(p.labels["variant"], p.labels["augment.policy"]) for p in plans] == [
+        ("plain", "none"), ("plain", "diffaugment"), ("lecam", "none"), ("lecam", "diffaugment")]
+    assert all(p.spec.optimization.iterations == 12 and p.spec.optimization.time_budget_s == 30 for p in plans)
+    assert plans[2].spec.regularizers[0].name == "lecam"
+
+
+def test_hold_effective_batch_sets_accumulation():
+    study = parse_study(grid_study(grid={"optimization.batch_size": [2, 4, 8]}, seeds=[0],
+                                   hold_effective_batch=True))
+    got = [(p.spec.optimization.batch_size, p.spec.optimization.accumulation.d, p.spec.optimization.accumulation.g)
+           for p in plan(study)]
+    assert got == [(2, 8, 8), (4, 4, 4), (8, 2, 2)]  # base 8 x 2 = 16 everywhere
+    with pytest.raises(ConfigError, match=r"optimization.batch_size: got 3; expected a divisor of the held "
+                                          r"effective batch 16"):
+        parse_study(grid_study(grid={"optimization.batch_size": [3]}, hold_effective_batch=True))
+    with pytest.raises(ConfigError, match=r"accumulation.d: got 1; expected batch_size x accumulation.d = 16"):
+        parse_study(grid_study(variants=[{"name": "v", "set": {"optimization.accumulation.d": 1}}],
+                               hold_effective_batch=True))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": {"augment.policy": ["none", "sparkle"]}},
+     r"grid \[augment.policy=sparkle\], seed 0: augment.policy: got 'sparkle'; expected one of"),
+    ({"grid": {"optimization.batch_size": [8, -1]}}, r"optimization.batch_size: got -1; expected a value >= 1"),
+    ({"grid": {"augment.policy": []}}, r"grid.augment.policy: got \[\]; expected a non-empty list"),
+    ({"grid": {"seed": [1, 2]}}, r"grid.seed: .*use seeds:"),
+    ({"seeds": []}, r"seeds: got \[\]; expected a non-empty list"),
+    ({"seeds": [1, 1]}, r"seeds: .*distinct seeds"),
+    ({"name": "a b"}, r"name: got 'a b'"),
+    ({"gird": {}}, r"gird: .*no such key; allowed keys: name, base"),
+    ({"base": tiny_config(**{"optimization.lr_g": -1})}, r"base.optimization.lr_g: got -1"),
+    ({"variants": [{"name": "x", "set": {"augment.policy": "none"}}]},
+     r"variants\[0\].set.augment.policy: .*grid varies it"),
+    ({"variants": [{"name": "x"}, {"name": "x"}]}, r"variants: .*distinct variant names"),
+    ({"resources": {"gpus": 1}}, r"resources.gpus: got 1.0; expected 0 unless base.device is cuda"),
+    ({"resources": {"cpus": 0}}, r"resources.cpus: got 0.0; expected a value > 0"),
+    ({"fixed_budget": {}}, r"fixed_budget: got \{\}; expected iterations and/or seconds"),
+])
+def test_grid_errors_name_the_field(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_study(grid_study(**change))
+
+
+def test_base_may_be_a_file_next_to_the_study(tmp_path):
+    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(tiny_config()))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "s", "base": "trial.yaml",
+                                                         "grid": {"loss.name": ["hinge", "least_squares"]}}))
+    study = load_study(tmp_path / "study.yaml")
+    assert isinstance(study.base, dict) and len(plan(study)) == 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"name": "s", "base": "missing.yaml"}))
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_study(tmp_path / "bad.yaml")
+
+
+# ---------------------------------------------------------------------------- search
+def test_search_space_is_conditional():
+    study = parse_study(search_study())
+    assert plan(study) == []  # search trials come from the sampler
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {True: 0, False: 0}
+    for _ in range(20):
+        trial = ostudy.ask()
+        overrides = suggest(study, trial)
+        has_cr = overrides["regularizers"] != []
+        seen[has_cr] += 1
+        # the weight is sampled exactly when cr is chosen
+        assert ("regularizers[cr].weight" in trial.params) == has_cr
+        spec = search_trial(study, trial.number, overrides).spec
+        if has_cr:
+            assert spec.regularizers[0].weight == pytest.approx(trial.params["regularizers[cr].weight"])
+            assert 0.1 <= spec.regularizers[0].weight <= 10
+        assert 1e-5 <= spec.optimization.lr_g <= 1e-2
+        ostudy.tell(trial, 1.0)
+    assert seen[True] and seen[False]
+
+
+def test_finalists_rerun_configs_with_fresh_seeds():
+    study = parse_study(search_study())
+    ranked = [("search-0003", {"optimization.lr_g": 1e-3}), ("search-0001", {"optimization.lr_g": 2e-4}),
+              ("search-0002", {"optimization.lr_g": 5e-4})]
+    plans = finalist_trials(study, ranked)
+    assert [p.trial_id for p in plans] == ["final-0-s7", "final-0-s8", "final-1-s7", "final-1-s8"]
+    assert plans[0].spec.optimization.lr_g == 1e-3 and plans[3].spec.seed == 8
+    assert plans[2].labels["from"] == "search-0001"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"search.metric": "fid"}, r"search.metric: got 'fid'; expected one of the base's eval.metrics \(swd\)"),
+    ({"search.space": {}}, r"search.space: got \{\}; expected at least one parameter"),
+    ({"search.scheduler.grace_period": 40}, r"search.scheduler.grace_period: got 40.0; expected a value < the "
+                                            r"budget \(40.0 iteration\)"),
+    ({"search.mode": "up"}, r"search.mode: got 'up'; expected one of min, max"),
+    ({"search.objective": "mean"}, r"search.objective: got 'mean'; expected one of best, last"),
+    ({"search.sampler.name": "cmaes"}, r"search.sampler.name: got 'cmaes'; expected one of tpe, random"),
+    ({"grid": {"loss.name": ["hinge"]}}, r"search: .*either a search or a grid/variants"),
+    ({"base.eval.every": 0}, r"base.eval.every: got 0; expected an evaluation interval > 0"),
+    ({"search.finalists.seeds": []}, r"search.finalists.seeds: got \[\]; expected a non-empty list"),
+])
+def test_search_errors_name_the_field(change, message):
+    data = search_study()
+    for k, v in change.items():
+        if k == "grid":
+            data["grid"] = v
+        else:
+            set_dotted(data, k, v)
+    with pytest.raises(ConfigError, match=message):
+        parse_study(data)
+
+
+@pytest.mark.parametrize("param, message", [
+    ({"type": "float", "low": 1.0, "high": 0.5}, r"search.space.p.high: got 0.5; expected a value > low"),
+    ({"type": "float", "low": 0.0, "high": 1.0, "log": True}, r"search.space.p.low: got 0.0; expected a value > 0"),
+    ({"type": "float", "low": 0.1, "high": 1.0, "log": True, "step": 0.1}, r"search.space.p.step: .*no step"),
+    ({"type": "int", "low": 1.5, "high": 4}, r"search.space.p.low: got 1.5; expected an integer"),
+    ({"type": "categorical"}, r"search.space.p.choices: got None; expected a non-empty list"),
+    ({"type": "categorical", "choices": [1], "low": 0}, r"search.space.p.low: got 0.0; expected nothing"),
+    ({"type": "float", "choices": [1]}, r"search.space.p.choices: .*use low/high"),
+    ({"type": "uniform", "low": 0, "high": 1}, r"search.space.p.type: got 'uniform'; expected one of float"),
+])
+def test_search_parameter_errors(param, message):
+    data = search_study()
+    data["search"]["space"] = {"p": param}
+    with pytest.raises(ConfigError, match=message):
+        parse_study(data)
+
+
+def test_search_values_are_validated_against_the_trial_schema():
+    data = search_study()
+    data["search"]["space"]["optimization.batch_size"] = {"type": "int", "low": 0, "high": 8}
+    with pytest.raises(ConfigError, match=r"search.space.optimization.batch_size=0: optimization.batch_size: "
+                                          r"got 0; expected a value >= 1"):
+        parse_study(data)
+    data = search_study()
+    data["search"]["space"]["augment.policy"] = {"type": "categorical", "choices": ["none", "sparkle"]}
+    with pytest.raises(ConfigError, match=r"augment.policy=sparkle: augment.policy: got 'sparkle'"):
+        parse_study(data)
+    data = search_study()
+    data["search"]["space"]["regularizers[cr].weight"]["when"] = {"regularizers": [[{"name": "lecam"}]]}
+    with pytest.raises(ConfigError, match=r"when.regularizers: .*expected one of that parameter's choices"):
+        parse_study(data)
+    data = search_study()
+    space = data["search"]["space"]
+    data["search"]["space"] = {"regularizers[cr].weight": space["regularizers[cr].weight"],
+                               "regularizers": space["regularizers"]}
+    with pytest.raises(ConfigError, match=r"when.regularizers: .*a parameter listed before this one"):
+        parse_study(data)
+
+
+def test_objective_value_best_last_and_worst():
+    row = {"metrics": {"swd": 30.0}, "best": {"swd": 20.0}}
+    assert objective_value(row, "swd", "best", "min") == 20.0
+    assert objective_value(row, "swd", "last", "min") == 30.0
+    assert objective_value(None, "swd", "best", "min") == math.inf
+    assert objective_value({"metrics": {"swd": float("nan")}}, "swd", "last", "max") == -math.inf
+
+
+# --------------------------------------------------------------- runner without Ray
+def test_existing_results_are_never_overwritten(tmp_path):
+    from harness.runner import StudyRunner
+
+    study = parse_study(grid_study())
+    runner = StudyRunner(study, tmp_path)
+    runner.prepare()
+    assert (tmp_path / "abl" / "study.yaml").exists()
+    with pytest.raises(ConfigError, match=r"--resume: got False; expected --resume to continue"):
+        StudyRunner(study, tmp_path).prepare()
+    other = parse_study(grid_study(seeds=[5]))
+    with pytest.raises(ConfigError, match=r"study: .*its study.yaml differs"):
+        StudyRunner(other, tmp_path, resume=True).prepare()
+    StudyRunner(study, tmp_path, resume=True).prepare()  # same study + --resume: fine
+
+
+def test_cli_validate_study_and_run_refusal(tmp_path, capsys):
+    from harness.cli import main
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(grid_study()))
+    assert main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "valid study 'abl': 8 trials" in out and "c001-s1" in out
+    f.write_text(yaml.safe_dump(search_study()))
+    assert main(["validate", str(f)]) == 0
+    assert "valid search study 'srch': 6 trials over 3 parameters" in capsys.readouterr().out
+    f.write_text(yaml.safe_dump(grid_study(grid={"loss.name": ["hinge", "nope"]})))
+    assert main(["run", str(f), "--results", str(tmp_path / "r")]) == 2
+    assert "loss.name: got 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written or scheduled
+
+
+# ---------------------------------------------------------------------------- summary
+def test_summary_reads_records(tmp_path, capsys):
+    from harness.runner import StudyRunner
+    from harness.summary import write_summary
+
+    study = parse_study(grid_study(seeds=[0]))
+    runner = StudyRunner(study, tmp_path)
+    runner.prepare()
+    root = tmp_path / "abl"
+    first = runner.plans[0]
+    rec = root / "trials" / first.trial_id
+    run_trial(first.spec, rec)
+    (rec / "study_trial.json").write_text(json.dumps({"trial_id": first.trial_id, "phase": "grid",
+                                                      "labels": first.labels}))
+    frame = write_summary(root)
+    assert len(frame) == 4
+    done = frame.set_index("trial_id").loc[first.trial_id]
+    assert done["status"] == "completed" and done["iterations"] == 20 and done["phase"] == "grid"
+    assert math.isfinite(done["best.swd"]) and math.isfinite(done["final.swd"])
+    assert json.loads(done["protocol.swd"])["n_fake"] == 32
+    assert done["config.optimization.batch_size"] == 8 and done["effective_batch"] == 16
+    assert done["wall_s"] > 0 and done["train_s"] > 0 and done["peak_rss_mb"] > 0
+    assert (frame["status"] == "pending").sum() == 3
+    csv = pd.read_csv(root / "summary.csv")
+    assert list(csv["trial_id"]) == list(frame["trial_id"])
+    js = pd.read_json(root / "summary.json")
+    assert len(js) == 4
+    from harness.cli import main
+
+    assert main(["summary", str(root), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("trial_id,phase,status")
+    assert main(["summary", str(tmp_path)]) == 2  # not a study directory
+
+
+# ------------------------------------------------------------------------ time budget
+def test_time_budget_ends_the_trial_with_a_final_evaluation(tmp_path):
+    cfg = tiny_config(**{"optimization.iterations": 100000, "optimization.time_budget_s": 0.5,
+                         "eval.metrics": ["swd"], "eval.every": 0})
+    result = run_trial(cfg, tmp_path / "t")
+    assert result.status == "completed" and 0 < result.iteration < 100000
+    rows = [json.loads(l) for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == result.iteration and "metrics" in rows[-1]
+    assert rows[-1]["train_s"] >= 0.5
+    status = json.loads((tmp_path / "t" / "status.json").read_text())
+    assert status["budget"] == "seconds"
+    assert list((tmp_path / "t" / "checkpoints").glob(f"ckpt-{result.iteration:08d}.pt"))
