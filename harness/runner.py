@@ -19,8 +19,9 @@ Results directory of a study (``--results`` / ``<study name>``)::
 Failures: a worker or node that dies mid-trial makes Tune restart the trial from its last
 Tune checkpoint (``failures.max_retries`` times); the trial engine resumes from its own
 checksummed checkpoint in the record, so its series stays continuous. A trial that
-raises is recorded ``failed`` and is not retried (a restart sees the failed record and
-re-raises at once); a diverged trial ends normally. The record directory must be on
+raises is recorded ``failed`` and ends with a final ``failed`` result, not an exception, so
+it is not retried (retrying a deterministic error only fails again); a diverged trial ends
+normally too. The record directory must be on
 storage every node sees (NFS or the like on a multi-node cluster; Ray >= 2.7 asks the
 same of Tune's storage_path) — a restarted trial that finds no checkpoint where its Tune
 checkpoint says one was written stops with an error naming the directory.
@@ -48,10 +49,6 @@ PHASES = ("grid", "search", "finalists")
 POINTER = "ganbench_checkpoint.json"
 
 
-class TrialFailed(RuntimeError):
-    """A trial that raised before; its restart re-raises instead of training again."""
-
-
 # ---------------------------------------------------------------------- the trainable
 def _quiet_ray_env() -> None:
     # No usage reporting (nothing phones home); Tune's table output off (ganbench prints
@@ -77,66 +74,95 @@ def make_trainable(results_dir: str, metric: Optional[str], objective: str, mode
         and reports it; Tune checkpoints point at the trial engine's own checkpoint."""
 
         def setup(self, config: Dict[str, Any]) -> None:
-            self._open(config)
+            self._configure(config)
 
-        def _open(self, config: Dict[str, Any]) -> None:
+        def _configure(self, config: Dict[str, Any]) -> None:
+            # Opening the record waits for the first step: Tune may construct an actor
+            # for a trial and then run that trial on another (cached) actor, and only the
+            # actor that trains may touch the record.
+            self.payload = config["plan"]
+            self.gb_id = self.payload["trial_id"]
+            self.trial, self.finished, self.error, self.lock = None, None, None, None
+            self.opened = False
+
+        def _open(self) -> None:
             from harness.spec import parse_trial
             from harness.trial import Trial
 
-            payload = config["plan"]
-            self.gb_id = payload["trial_id"]
-            spec = parse_trial(payload["config"])
+            if self.opened:
+                return
+            self.opened = True
+            payload = self.payload
             record = TrialRecord(Path(results_dir) / "trials" / self.gb_id)
+            record.root.mkdir(parents=True, exist_ok=True)
+            self.lock = _lock_record(record.root)
             previous = record.status()
             if previous and previous["status"] == "failed":
-                raise TrialFailed(f"{self.gb_id} failed before and is not retried: {previous.get('error')}")
-            record.root.mkdir(parents=True, exist_ok=True)
+                # failed is final: report it again instead of training again
+                self.error = previous.get("error") or "failed"
+                return
             atomic_write_json(record.root / "study_trial.json", {
                 "trial_id": self.gb_id, "phase": payload["phase"], "labels": payload["labels"],
                 "overrides": payload.get("overrides", {}), "tune_trial_id": self.trial_id,
             })
-            self.trial = Trial(spec, record.root)
-            self.finished = None
-            attempt = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+            attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
             try:
+                self.trial = Trial(parse_trial(payload["config"]), record.root)
                 self.finished = self.trial.start()
                 attempt.update(resumed_from=self.trial.iteration,
                                finished=self.finished.status if self.finished else None)
-            except Exception as err:  # data, weights or source model that fail to load
-                import traceback
-
-                attempt["error"] = f"{type(err).__name__}: {err}"
-                record.set_status("failed", iteration=0, error=attempt["error"], traceback=traceback.format_exc())
-                self.trial = None
-                raise
+            except Exception as err:  # data, weights or a source model that fail to load
+                self._fail(record, err)
+                attempt["error"] = self.error
             finally:
                 with open(record.root / "attempts.jsonl", "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(attempt) + "\n")
 
+        def _fail(self, record: TrialRecord, err: Exception) -> None:
+            import traceback
+
+            self.error = f"{type(err).__name__}: {err}"
+            current = record.status() or {}
+            if current.get("status") != "failed":  # Trial.advance records its own failures
+                record.set_status("failed", iteration=self.trial.iteration if self.trial else 0,
+                                  error=self.error, traceback=traceback.format_exc())
+
         def step(self) -> Dict[str, Any]:
-            if self.finished is None:
-                self.finished = self.trial.advance(self.trial.next_eval_iteration())
+            # A trial that raises ends with a ``failed`` result instead of an exception:
+            # Tune's FailureConfig retries are for dead workers and nodes, and a
+            # deterministic error would only fail again.
+            self._open()
+            if self.error is None and self.finished is None:
+                try:
+                    self.finished = self.trial.advance(self.trial.next_eval_iteration())
+                except Exception as err:
+                    self._fail(self.trial.record, err)
             return self._result()
 
         def _result(self) -> Dict[str, Any]:
             t = self.trial
-            row = t.last_report or {}
+            row = (t.last_report if t is not None else None) or {}
+            status = "failed" if self.error else (self.finished.status if self.finished else "running")
             result: Dict[str, Any] = {
                 "trial": self.gb_id,
-                "iteration": t.iteration,
+                "iteration": t.iteration if t is not None else 0,
                 "wall_s": row.get("wall_s", 0.0),
                 "train_s": row.get("train_s", 0.0),
-                "status": self.finished.status if self.finished else "running",
+                "status": status,
                 "metrics": dict(row.get("metrics") or {}),
                 "best": dict(row.get("best") or {}),
-                "done": self.finished is not None,
+                "done": status != "running",
             }
+            if self.error:
+                result["error"] = self.error
             if metric is not None:
                 result["objective"] = st.objective_value(row, metric, objective, mode)
             return result
 
         def save_checkpoint(self, checkpoint_dir: str) -> None:
-            if self.finished is None:
+            if self.trial is None:
+                return
+            if self.finished is None and self.error is None:
                 self.trial.checkpoint_now()
             from harness import checkpoint as ckpt
 
@@ -149,8 +175,11 @@ def make_trainable(results_dir: str, metric: Optional[str], objective: str, mode
         def load_checkpoint(self, checkpoint_dir: str) -> None:
             # The trial engine already resumed from its record's newest good checkpoint
             # in setup; the Tune checkpoint only says which iteration that must reach.
-            pointer = json.loads((Path(checkpoint_dir) / POINTER).read_text())
-            manifest = pointer.get("manifest") or {}
+            self._open()
+            file = Path(checkpoint_dir) / POINTER
+            if self.trial is None or not file.exists():
+                return
+            manifest = json.loads(file.read_text()).get("manifest") or {}
             if self.finished is None and self.trial.iteration < int(manifest.get("iteration", 0)):
                 raise RuntimeError(
                     f"trial {self.gb_id}: {self.trial.record.root} holds no checkpoint at iteration "
@@ -159,7 +188,7 @@ def make_trainable(results_dir: str, metric: Optional[str], objective: str, mode
 
         def reset_config(self, new_config: Dict[str, Any]) -> bool:
             self._close()
-            self._open(new_config)
+            self._configure(new_config)
             return True
 
         def cleanup(self) -> None:
@@ -167,14 +196,37 @@ def make_trainable(results_dir: str, metric: Optional[str], objective: str, mode
 
         def _close(self) -> None:
             trial = getattr(self, "trial", None)
-            if trial is not None and getattr(self, "finished", None) is None:
+            if trial is not None and getattr(self, "finished", None) is None and self.error is None:
                 trial.stop("stopped")  # a scheduler (ASHA) or the driver ended it early
             self.trial = None
+            if getattr(self, "lock", None) is not None:
+                self.lock.close()  # releases the flock
+                self.lock = None
 
     resources: Dict[str, float] = {"cpu": cpus}
     if gpus:
         resources["gpu"] = gpus
     return tune.with_resources(GanTrainable, resources)
+
+
+def _lock_record(root: Path, wait_s: float = 120.0):
+    """An exclusive flock on ``root/.lock`` for as long as this actor trains the trial: a
+    restarted trial waits for a stale actor that still holds it (the OS frees the lock of
+    a dead process) instead of writing the record from two processes."""
+    import fcntl
+
+    fh = open(root / ".lock", "a")
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except OSError:
+            if time.time() > deadline:
+                fh.close()
+                raise RuntimeError(f"{root} is held by another process for over {wait_s:.0f} s "
+                                   "(two actors training one trial?)") from None
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------ console progress
@@ -445,13 +497,16 @@ def _optuna_search_class():
     class PruningAwareOptunaSearch(OptunaSearch):
         """Tells Optuna that a trial ASHA stopped early was PRUNED (Tune's OptunaSearch
         records it COMPLETE with its last value), so TPE and the Optuna dashboard see it as
-        the partial run it is. A trial still ``running`` in its last result was stopped."""
+        the partial run it is (a trial still ``running`` in its last result was stopped);
+        a trial that raised is told FAIL."""
 
         def on_trial_complete(self, trial_id, result=None, error=False):
-            if (result and not error and result.get("status") == "running"
+            status = (result or {}).get("status")
+            if (result and not error and status in ("running", "failed")
                     and trial_id in self._ot_trials and trial_id not in self._completed_trials):
+                state = TrialState.PRUNED if status == "running" else TrialState.FAIL
                 try:
-                    self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+                    self._ot_study.tell(self._ot_trials[trial_id], state=state)
                 except Exception as exc:  # same tolerance as the parent class
                     logging.getLogger(__name__).warning(exc)
                 self._completed_trials.add(trial_id)

@@ -125,6 +125,7 @@ class Trial:
         self.loss_count = 0
         self.best: Dict[str, float] = {}
         self.metric_cache: Dict[str, Any] = {}
+        self.last_report: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
