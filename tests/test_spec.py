@@ -145,7 +145,16 @@ def test_cli_describe_counts_parameters(tmp_path, capsys):
 def test_shipped_configs_validate():
     import pathlib
 
+    from harness.spec import load_yaml
+    from harness.study import is_study, load_study, plan
+
     files = sorted(pathlib.Path(__file__).resolve().parent.parent.glob("studies/**/*.yaml"))
-    assert len(files) >= 9
+    assert len(files) >= 11
+    studies = 0
     for f in files:
-        load_trial(str(f))
+        if is_study(load_yaml(str(f))):
+            plan(load_study(f))
+            studies += 1
+        else:
+            load_trial(str(f))
+    assert studies >= 2
