@@ -110,22 +110,17 @@ def test_worker_node_dies_mid_trial_and_the_study_completes(tmp_path, fresh_cach
         assert series(rec) == list(range(20, 601, 20)), rec.name
 
 
-def test_driver_killed_then_resume_reruns_no_finished_trial(tmp_path, fresh_cache_env):
+def kill_driver_mid_study(study_file, results, root, log_path):
+    """Start ``ganbench run`` in its own session; SIGKILL it and the Ray it started as soon
+    as one trial has completed while another is running past a checkpoint. Returns the
+    metrics.jsonl bytes of the trials that had completed."""
     import psutil
 
-    from harness.cli import main
-
-    study_file = tmp_path / "study.yaml"
-    study_file.write_text(yaml.safe_dump(study_data("drv", 400, [0, 1, 2, 3],
-                                                    resources={"cpus": 1, "max_concurrent": 2})))
-    results = tmp_path / "results"
-    root = results / "drv"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "driver.log", "w")
+    log = open(log_path, "w")
     driver = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(study_file), "--results",
                                str(results)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                               cwd=str(Path(__file__).resolve().parents[1]))
-    finished_before = {}
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
@@ -134,7 +129,7 @@ def test_driver_killed_then_resume_reruns_no_finished_trial(tmp_path, fresh_cach
             mid = [r for r in recs if status(r).get("status") == "running" and checkpoint_at_least(r, 100)]
             if done and mid:
                 break
-            assert driver.poll() is None, (tmp_path / "driver.log").read_text()
+            assert driver.poll() is None, Path(log_path).read_text()
             time.sleep(0.05)
         else:
             pytest.fail("the study never had a finished and a running trial at once")
@@ -151,9 +146,19 @@ def test_driver_killed_then_resume_reruns_no_finished_trial(tmp_path, fresh_cach
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         log.close()
-    for rec in (root / "trials").iterdir():
-        if status(rec).get("status") == "completed":
-            finished_before[rec.name] = (rec / "metrics.jsonl").read_bytes()
+    return {rec.name: (rec / "metrics.jsonl").read_bytes() for rec in (root / "trials").iterdir()
+            if status(rec).get("status") == "completed"}
+
+
+def test_driver_killed_then_resume_reruns_no_finished_trial(tmp_path, fresh_cache_env):
+    from harness.cli import main
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(study_data("drv", 400, [0, 1, 2, 3],
+                                                    resources={"cpus": 1, "max_concurrent": 2})))
+    results = tmp_path / "results"
+    root = results / "drv"
+    finished_before = kill_driver_mid_study(study_file, results, root, tmp_path / "driver.log")
     interrupted = [r.name for r in (root / "trials").iterdir() if r.name not in finished_before]
     assert finished_before and interrupted
 
@@ -170,6 +175,32 @@ def test_driver_killed_then_resume_reruns_no_finished_trial(tmp_path, fresh_cach
         assert series(rec) == list(range(20, 401, 20)), name
     resumed = [a for name in interrupted for a in attempts(root / "trials" / name)[1:]]
     assert any(a.get("resumed_from", 0) >= 100 for a in resumed)
+
+
+def test_search_driver_killed_then_resume_completes_the_search(tmp_path, fresh_cache_env):
+    import optuna
+
+    from harness.cli import main
+
+    data = study_data("srch", 300, [0], resources={"cpus": 1, "max_concurrent": 2})
+    data["search"] = {"metric": "swd", "n_trials": 4, "scheduler": {"name": "none"},
+                      "space": {"optimization.lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}}
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    root = results / "srch"
+    finished_before = kill_driver_mid_study(study_file, results, root, tmp_path / "driver.log")
+    assert finished_before
+    assert main(["run", str(study_file), "--results", str(results), "--resume"]) == 0
+    summary = [r for r in json.loads((root / "summary.json").read_text()) if r["phase"] == "search"]
+    assert len(summary) == 4 and {row["status"] for row in summary} == {"completed"}
+    for name, before in finished_before.items():
+        assert (root / "trials" / name / "metrics.jsonl").read_bytes() == before
+    for row in summary:
+        assert series(root / "trials" / row["trial_id"]) == list(range(20, 301, 20))
+    ostudy = optuna.load_study(study_name="srch", storage=f"sqlite:///{root / 'optuna.db'}")
+    complete = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(round(t.value, 6) for t in complete) == sorted(round(r["objective"], 6) for r in summary)
 
 
 def _proc(pid):

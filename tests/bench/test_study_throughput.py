@@ -70,4 +70,6 @@ def test_two_concurrent_trials_vs_one_at_a_time(benchmark, tmp_path, ray_two_cpu
     ratio = min(sequential) / concurrent_best
     benchmark.extra_info.update({"sequential_best_s": min(sequential), "concurrent_best_s": concurrent_best,
                                  "throughput_ratio": ratio, "trials": 2, "iterations": ITERATIONS})
+    print(f"\nstudy throughput: sequential best {min(sequential):.1f} s, concurrent best {concurrent_best:.1f} s, "
+          f"ratio {ratio:.2f}")
     assert ratio >= 1.7, f"2 concurrent trials gave {ratio:.2f}x the study throughput of 1 at a time"
