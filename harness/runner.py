@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -392,7 +391,7 @@ class StudyRunner:
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
         tune = _tune()
-        from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+        from ray.tune import CheckpointConfig, FailureConfig, RunConfig, Tuner
 
         marker = self.root / "tune" / f".{phase}.done"
         if marker.exists():
@@ -472,7 +471,7 @@ class StudyRunner:
         else:
             sampler = optuna.samplers.RandomSampler(seed=s.sampler.seed)
         storage = optuna.storages.RDBStorage(f"sqlite:///{self.root / 'optuna.db'}")
-        return _PruningAwareOptunaSearch(space=SearchSpace(self.study), metric="objective", mode=self.mode, sampler=sampler,
+        return _optuna_search_class()(space=SearchSpace(self.study), metric="objective", mode=self.mode, sampler=sampler,
                             study_name=self.study.name, storage=storage)
 
     def _scheduler(self):
@@ -514,10 +513,6 @@ def _optuna_search_class():
             super().on_trial_complete(trial_id, result=result, error=error)
 
     return PruningAwareOptunaSearch
-
-
-def _PruningAwareOptunaSearch(**kwargs):
-    return _optuna_search_class()(**kwargs)
 
 
 class SearchSpace:

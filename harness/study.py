@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from harness import registry
 from harness.errors import ConfigError
@@ -360,10 +360,6 @@ def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict
         set_dotted(data, path, target // batch)
 
 
-def _label_value(value: Any) -> Any:
-    return choice_label(value)
-
-
 def plan(study: StudySpec) -> List[TrialPlan]:
     """Every trial of a grid/variants study (or, for a search, validates its space and
     returns no plans: search trials are proposed by the sampler while the study runs)."""
@@ -383,7 +379,7 @@ def plan(study: StudySpec) -> List[TrialPlan]:
             labels: Dict[str, Any] = {}
             if variant.name:
                 labels["variant"] = variant.name
-            labels.update({k: _label_value(v) for k, v in zip(keys, combo)})
+            labels.update({k: choice_label(v) for k, v in zip(keys, combo)})
             cell = ", ".join(f"{k}={v}" for k, v in labels.items()) or "base"
             for seed in study.seeds:
                 context = (f"variants[{vi}] ({variant.name})" if variant.name else "grid") + f" [{cell}], seed {seed}"
@@ -533,5 +529,3 @@ def describe_plans(plans: List[TrialPlan]) -> str:
                      f"{o.iterations} it)")
     return "\n".join(lines)
 
-
-Suggest = Callable[[Any], Dict[str, Any]]
