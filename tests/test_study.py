@@ -312,3 +312,17 @@ def test_time_budget_ends_the_trial_with_a_final_evaluation(tmp_path):
     status = json.loads((tmp_path / "t" / "status.json").read_text())
     assert status["budget"] == "seconds"
     assert list((tmp_path / "t" / "checkpoints").glob(f"ckpt-{result.iteration:08d}.pt"))
+
+
+def test_asha_measures_iterations_or_training_seconds():
+    from harness.study import base_spec, make_trial, scheduler_horizon
+
+    study = parse_study(search_study())
+    spec = make_trial(study, base_spec(study), {}, 0, "t")
+    assert scheduler_horizon(study, spec) == ("iteration", 40.0)
+    timed = parse_study(search_study(**{"fixed_budget": {"seconds": 30.0}, "search.scheduler.grace_period": 5}))
+    spec = make_trial(timed, base_spec(timed), {}, 0, "t")
+    assert spec.optimization.time_budget_s == 30.0
+    assert scheduler_horizon(timed, spec) == ("train_s", 30.0)
+    with pytest.raises(ConfigError, match=r"grace_period: got 30.0; expected a value < the budget \(30.0 train_s\)"):
+        parse_study(search_study(**{"fixed_budget": {"seconds": 30.0}, "search.scheduler.grace_period": 30}))
