@@ -375,6 +375,9 @@ class StudyRunner:
         if not picks:
             self.out(f"[{self.study.name}] no search trial completed its budget: no finalists")
             return []
+        if len(picks) < s.finalists.k:
+            self.out(f"[{self.study.name}] only {len(picks)} search trial(s) completed the budget; "
+                     f"finalists.k is {s.finalists.k} (ASHA stopped the rest)")
         plans = st.finalist_trials(self.study, picks)
         atomic_write_json(self.root / "finalists.json", [
             {"trial_id": p.trial_id, "from": p.labels["from"], "rank": p.labels["rank"], "seed": p.labels["seed"]}
