@@ -430,8 +430,26 @@ class StudyRunner:
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.root}")
         tuner.fit()
+        if phase == "search":
+            self._fail_orphaned_optuna_trials()
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+    def _fail_orphaned_optuna_trials(self) -> None:
+        """A driver killed between Optuna's ask and Tune's next experiment snapshot leaves
+        a RUNNING Optuna trial that no restored Tune trial owns (the restored searcher never
+        saw it). Once the search phase has ended every trial Tune ran has been told, so a
+        trial still RUNNING is such an orphan: tell it FAIL (no phantom running trial)."""
+        import optuna
+
+        try:
+            ostudy = optuna.load_study(study_name=self.study.name, storage=f"sqlite:///{self.root / 'optuna.db'}")
+        except KeyError:  # no study was created
+            return
+        for trial in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            ostudy.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            self.out(f"[{self.study.name}/search] optuna trial {trial.number} was asked but never run (the driver "
+                     "died before Tune recorded it): marked FAIL")
 
     def _payload(self, p: st.TrialPlan) -> Dict[str, Any]:
         payload = p.to_dict()

@@ -191,6 +191,9 @@ def test_search_driver_killed_then_resume_completes_the_search(tmp_path, fresh_c
     root = results / "srch"
     finished_before = kill_driver_mid_study(study_file, results, root, tmp_path / "driver.log")
     assert finished_before
+    # as if the driver had died right after Optuna's ask, before Tune recorded the trial
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    orphan = optuna.load_study(study_name="srch", storage=storage).ask().number
     assert main(["run", str(study_file), "--results", str(results), "--resume"]) == 0
     summary = [r for r in json.loads((root / "summary.json").read_text()) if r["phase"] == "search"]
     assert len(summary) == 4 and {row["status"] for row in summary} == {"completed"}
@@ -198,7 +201,9 @@ def test_search_driver_killed_then_resume_completes_the_search(tmp_path, fresh_c
         assert (root / "trials" / name / "metrics.jsonl").read_bytes() == before
     for row in summary:
         assert series(root / "trials" / row["trial_id"]) == list(range(20, 301, 20))
-    ostudy = optuna.load_study(study_name="srch", storage=f"sqlite:///{root / 'optuna.db'}")
+    ostudy = optuna.load_study(study_name="srch", storage=storage)
+    assert ostudy.trials[orphan].state == optuna.trial.TrialState.FAIL
+    assert not [t for t in ostudy.trials if t.state == optuna.trial.TrialState.RUNNING]
     complete = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(round(t.value, 6) for t in complete) == sorted(round(r["objective"], 6) for r in summary)
 
