@@ -382,9 +382,9 @@ class StudyRunner:
         atomic_write_json(self.root / "finalists.json", [
             {"trial_id": p.trial_id, "from": p.labels["from"], "rank": p.labels["rank"], "seed": p.labels["seed"]}
             for p in plans])
-        self.out(f"[{self.study.name}] finalists: " + ", ".join(f"{t} ({self.metric} {v:.4g})" for t, v in
-                                                               zip(ranked["trial_id"][: s.finalists.k],
-                                                                   ranked["objective"][: s.finalists.k])))
+        top = ranked.iloc[: s.finalists.k]
+        self.out(f"[{self.study.name}] finalists from: " + ", ".join(
+            f"{t} ({self.metric} {v:.4g})" for t, v in zip(top["trial_id"], top["objective"])))
         return plans
 
     def _trainable(self):
