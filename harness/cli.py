@@ -36,27 +36,30 @@ def _overrides(pairs: List[str]) -> Dict[str, Any]:
     return out
 
 
-def _load(args: argparse.Namespace):
-    from harness.spec import load_yaml, parse_trial, set_dotted
+def _read(file: str, sets: Optional[List[str]], what: str) -> Dict[str, Any]:
+    """A YAML mapping with ``--set`` overrides applied."""
+    from harness.spec import load_yaml, set_dotted
 
-    data = load_yaml(args.config)
+    data = load_yaml(file)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("file", args.config, "a YAML mapping of trial settings")
-    for key, value in _overrides(getattr(args, "set", None) or []).items():
-        set_dotted(data, key, value)
-    return parse_trial(data)
-
-
-def _load_study(file: str, sets: List[str]):
-    from harness.spec import load_yaml, set_dotted
-    from harness.study import parse_study
-
-    data = load_yaml(file)
+        raise ConfigError("file", file, f"a YAML mapping of {what}")
     for key, value in _overrides(sets or []).items():
         set_dotted(data, key, value)
-    return parse_study(data, Path(file).parent)
+    return data
+
+
+def _load(args: argparse.Namespace):
+    from harness.spec import parse_trial
+
+    return parse_trial(_read(args.config, getattr(args, "set", None), "trial settings"))
+
+
+def _load_study(file: str, sets: Optional[List[str]]):
+    from harness.study import parse_study
+
+    return parse_study(_read(file, sets, "study settings"), Path(file).parent)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -229,7 +229,8 @@ def _lock_record(root: Path, wait_s: float = 120.0):
 
 
 # ------------------------------------------------------------------ console progress
-def _progress_callback(study_name: str, metric: Optional[str], mode: str, total: Optional[int], out: Callable):
+def _progress_callback(study_name: str, phase: str, metric: Optional[str], mode: str, total: Optional[int],
+                       out: Callable):
     tune = _tune()
 
     class StudyProgress(tune.Callback):
@@ -262,24 +263,24 @@ def _progress_callback(study_name: str, metric: Optional[str], mode: str, total:
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.state[trial.trial_id] = "running"
-            self._line(self.phase)
+            self._line(phase)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.state[trial.trial_id] = "running"
             self._track(trial, result)
             if time.time() - self.last_print > 30:
-                self._line(self.phase)
+                self._line(phase)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             result = trial.last_result or {}
             self._track(trial, result)
             status = result.get("status", "completed")
             self.state[trial.trial_id] = status if status != "running" else "stopped"
-            self._line(self.phase)
+            self._line(phase)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.state[trial.trial_id] = "failed"
-            self._line(self.phase)
+            self._line(phase)
 
     return StudyProgress()
 
@@ -406,11 +407,10 @@ class StudyRunner:
         path = os.path.join(storage, phase)
         trainable = self._trainable()
         total = len(plans) if plans is not None else self.study.search.n_trials
-        progress = _progress_callback(self.study.name, self.metric, self.mode, total, self.out)
-        progress.phase = phase
+        progress = _progress_callback(self.study.name, phase, self.metric, self.mode, total, self.out)
         param_space = None
         if plans is not None:
-            param_space = {"plan": tune.grid_search([self._payload(p) for p in plans])}
+            param_space = {"plan": tune.grid_search([p.to_dict() for p in plans])}
         if self.resume and Tuner.can_restore(path):
             self.out(f"[{self.study.name}/{phase}] resuming from {path}")
             tuner = Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
@@ -450,16 +450,6 @@ class StudyRunner:
             ostudy.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             self.out(f"[{self.study.name}/search] optuna trial {trial.number} was asked but never run (the driver "
                      "died before Tune recorded it): marked FAIL")
-
-    def _payload(self, p: st.TrialPlan) -> Dict[str, Any]:
-        payload = p.to_dict()
-        if p.phase == "finalist":
-            payload["overrides"] = {k: v for k, v in self._finalist_overrides(p).items()}
-        return payload
-
-    def _finalist_overrides(self, p: st.TrialPlan) -> Dict[str, Any]:
-        info = json.loads((self.root / "trials" / p.labels["from"] / "study_trial.json").read_text())
-        return info.get("overrides", {})
 
     def _tune_config(self, phase: str):
         from ray.tune import TuneConfig
@@ -502,10 +492,7 @@ class StudyRunner:
         assert s is not None
         if s.scheduler.name == "none":
             return FIFOScheduler()
-        spec0 = st.base_spec(self.study)
-        spec0 = st.make_trial(self.study, spec0, {}, self.study.seeds[0], "search")
-        time_attr, horizon = st.scheduler_horizon(self.study, spec0)
-        grace = s.scheduler.grace_period if s.scheduler.grace_period is not None else spec0.eval.every
+        time_attr, horizon, grace = st.asha_settings(self.study)
         return ASHAScheduler(time_attr=time_attr, metric="objective", mode=self.mode, max_t=horizon,
                              grace_period=grace, reduction_factor=s.scheduler.reduction_factor)
 
@@ -545,10 +532,7 @@ class SearchSpace:
     def __call__(self, trial) -> Dict[str, Any]:
         overrides = st.suggest(self.study, trial)
         ot_trial = getattr(trial, "ot_trial", trial)  # Tune passes a wrapper around it
-        plan = st.search_trial(self.study, int(ot_trial.number), overrides)
-        payload = plan.to_dict()
-        payload["overrides"] = overrides
-        return {"plan": payload}
+        return {"plan": st.search_trial(self.study, int(ot_trial.number), overrides).to_dict()}
 
 
 def _cluster_slots(res: st.ResourcesSpec) -> int:

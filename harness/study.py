@@ -272,9 +272,12 @@ class TrialPlan:
     phase: str  # grid | search | finalist
     labels: Dict[str, Any]
     spec: TrialSpec
+    # the search parameters this trial set (finalists re-run a search trial's overrides)
+    overrides: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"trial_id": self.trial_id, "phase": self.phase, "labels": self.labels, "config": self.spec.to_dict()}
+        return {"trial_id": self.trial_id, "phase": self.phase, "labels": self.labels, "config": self.spec.to_dict(),
+                "overrides": self.overrides}
 
 
 # ------------------------------------------------------------------------- loading
@@ -315,7 +318,7 @@ def base_spec(study: StudySpec) -> TrialSpec:
         raise ConfigError(f"base.{err.path}", err.value, err.expected) from None
 
 
-def _common_overrides(study: StudySpec, spec: TrialSpec) -> Dict[str, Any]:
+def _common_overrides(study: StudySpec) -> Dict[str, Any]:
     out: Dict[str, Any] = {"threads": study.resources.threads}
     if study.fixed_budget is not None:
         if study.fixed_budget.iterations is not None:
@@ -332,7 +335,7 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
     effective batch if asked; validate, naming ``context`` (which grid cell) on error."""
     data = base.to_dict()
     try:
-        for key, value in {**_common_overrides(study, base), **overrides, _SEED_PATH: seed}.items():
+        for key, value in {**_common_overrides(study), **overrides, _SEED_PATH: seed}.items():
             set_dotted(data, key, value)
         if study.hold_effective_batch:
             _hold_effective_batch(data, base, overrides)
@@ -411,11 +414,10 @@ def check_search(study: StudySpec, base: TrialSpec) -> None:
         if spec0.eval.every <= 0:
             raise ConfigError("base.eval.every", spec0.eval.every,
                               "an evaluation interval > 0 (ASHA compares trials at their evaluations)")
-        horizon = scheduler_horizon(study, spec0)
-        grace = s.scheduler.grace_period if s.scheduler.grace_period is not None else spec0.eval.every
-        if grace >= horizon[1]:
-            raise ConfigError("search.scheduler.grace_period", grace, f"a value < the budget ({horizon[1]} "
-                              f"{horizon[0]})")
+        time_attr, horizon, grace = asha_settings(study, spec0)
+        if grace >= horizon:
+            raise ConfigError("search.scheduler.grace_period", grace, f"a value < the budget ({horizon} "
+                              f"{time_attr})")
     names = list(s.space)
     for i, (name, param) in enumerate(s.space.items()):
         for cond, allowed in param.when.items():
@@ -449,6 +451,17 @@ def scheduler_horizon(study: StudySpec, spec: TrialSpec) -> Tuple[str, float]:
             study.fixed_budget is None or study.fixed_budget.iterations is None):
         return "train_s", float(spec.optimization.time_budget_s)
     return "iteration", float(spec.optimization.iterations)
+
+
+def asha_settings(study: StudySpec, spec: Optional[TrialSpec] = None) -> Tuple[str, float, float]:
+    """(time attribute, max_t, grace period) for ASHA; the grace period defaults to one
+    evaluation interval."""
+    assert study.search is not None
+    if spec is None:
+        spec = make_trial(study, base_spec(study), {}, study.seeds[0], "search (base config)")
+    time_attr, horizon = scheduler_horizon(study, spec)
+    grace = study.search.scheduler.grace_period
+    return time_attr, horizon, float(grace if grace is not None else spec.eval.every)
 
 
 def suggest(study: StudySpec, trial: Any) -> Dict[str, Any]:
@@ -489,7 +502,7 @@ def _condition_holds(when: Dict[str, Any], overrides: Dict[str, Any], base: Dict
 def search_trial(study: StudySpec, number: int, overrides: Dict[str, Any]) -> TrialPlan:
     spec = make_trial(study, base_spec(study), overrides, study.seeds[0], f"search trial {number}")
     labels = {k: choice_label(v) for k, v in overrides.items()}
-    return TrialPlan(f"search-{number:04d}", "search", {**labels, "seed": study.seeds[0]}, spec)
+    return TrialPlan(f"search-{number:04d}", "search", {**labels, "seed": study.seeds[0]}, spec, dict(overrides))
 
 
 def finalist_trials(study: StudySpec, ranked: List[Tuple[str, Dict[str, Any]]]) -> List[TrialPlan]:
@@ -503,7 +516,7 @@ def finalist_trials(study: StudySpec, ranked: List[Tuple[str, Dict[str, Any]]]) 
             spec = make_trial(study, base, overrides, seed, f"finalist {rank} ({source_id})")
             labels = {k: choice_label(v) for k, v in overrides.items()}
             plans.append(TrialPlan(f"final-{rank}-s{seed}", "finalist",
-                                   {**labels, "rank": rank, "from": source_id, "seed": seed}, spec))
+                                   {**labels, "rank": rank, "from": source_id, "seed": seed}, spec, dict(overrides)))
     return plans
 
 
