@@ -7,6 +7,7 @@ after it was killed, and on a copy of the results. Columns:
     stopped | running | pending), variant, seed, objective (searches),
     config.<dotted path>     every field of the resolved trial config (lists as JSON)
     best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
+    best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>   when the best was first reached
     iterations, samples_seen, wall_s, train_s, eval_s, effective_batch, effective_batch_g,
     peak_rss_mb, peak_cuda_mb, attempts, error, budget, labels (JSON)
 """
@@ -102,6 +103,12 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
         row[f"final.{name}"] = value
     for name, proto in (last_eval.get("protocol") or {}).items():
         row[f"protocol.{name}"] = json.dumps(proto, sort_keys=True)
+    for name, value in (last_eval.get("best") or {}).items():
+        reached = _first_reaching(evals, name, value)
+        if reached is not None:
+            row[f"best_iter.{name}"] = reached.get("iteration")
+            row[f"best_wall_s.{name}"] = reached.get("wall_s")
+            row[f"best_train_s.{name}"] = reached.get("train_s")
     if search is not None:
         from harness.study import objective_value
 
@@ -109,6 +116,18 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
     else:
         row["objective"] = None
     return row
+
+
+def _first_reaching(evals: List[Dict[str, Any]], name: str, best: Any) -> Optional[Dict[str, Any]]:
+    """The first evaluation whose value of ``name`` is the trial's best (iterations and time
+    to reach the best)."""
+    if not isinstance(best, (int, float)) or not math.isfinite(best):
+        return None
+    for report in evals:
+        value = (report.get("metrics") or {}).get(name)
+        if isinstance(value, (int, float)) and math.isclose(value, best, rel_tol=1e-12, abs_tol=0.0):
+            return report
+    return None
 
 
 def summarize(root: os.PathLike):
@@ -141,7 +160,8 @@ def summarize(root: os.PathLike):
     if not len(frame):
         return pd.DataFrame(columns=BASE_COLUMNS)
     first = [c for c in BASE_COLUMNS if c in frame.columns]
-    metric_cols = sorted(c for c in frame.columns if c.startswith(("best.", "final.", "protocol.")))
+    metric_cols = sorted(c for c in frame.columns
+                         if c.startswith(("best.", "final.", "protocol.", "best_iter.", "best_wall_s.", "best_train_s.")))
     config_cols = [c for c in frame.columns if c.startswith("config.")]
     rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]
     return frame[first + metric_cols + rest + config_cols]

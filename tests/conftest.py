@@ -99,3 +99,31 @@ def source_zoo(_source_model, monkeypatch):
     """GANBENCH_ZOO pointing at a zoo holding ``tiny-src`` (the TINY architecture)."""
     monkeypatch.setenv("GANBENCH_ZOO", str(_source_model))
     return _source_model
+
+
+def run_study_inline(study_data, results, only=None):
+    """Run a grid study's trials in this process into the layout the Ray runner writes
+    (study.yaml, plan.json, trials/<id>/ + study_trial.json, summary): for tests of what
+    reads study results, without starting Ray. ``only``: the trial ids to run (others stay
+    pending, as in a study still running)."""
+    import json
+
+    from harness.runner import StudyRunner
+    from harness.study import parse_study
+    from harness.summary import write_summary
+    from harness.trial import run_trial
+
+    study = parse_study(study_data)
+    runner = StudyRunner(study, results, out=lambda line: None)
+    runner.prepare()
+    for p in runner.plans:
+        if only is not None and p.trial_id not in only:
+            continue
+        rec = runner.root / "trials" / p.trial_id
+        rec.mkdir(parents=True, exist_ok=True)
+        (rec / "study_trial.json").write_text(json.dumps({"trial_id": p.trial_id, "phase": p.phase,
+                                                          "labels": p.labels, "overrides": p.overrides}))
+        (rec / "attempts.jsonl").write_text(json.dumps({"pid": os.getpid()}) + "\n")
+        run_trial(p.spec, rec)
+    write_summary(runner.root)
+    return runner.root

@@ -1,0 +1,80 @@
+"""A leaderboard across studies: configurations ranked by one metric under one protocol,
+with what each cost and a quality-per-cost rank.
+
+Rows are (study, configuration) pairs pooled over seeds (finished trials of each study's
+default phase: finalists, else the grid, else the search). Rows measured under different
+protocols (another extractor, weights, sample count or reference set) are refused with
+the differing fields named — a leaderboard that mixes protocols ranks nothing.
+
+Quality per cost: FID and its kin have no zero point, so "FID per GPU-hour" means nothing.
+Instead each row gets a Pareto rank on (metric mean, train seconds per trial): rank 1 =
+no other row is both at least as good and at least as cheap (and better on one); rank 2 =
+beaten only by rank-1 rows; and so on. Read it as: rank-1 rows are the ones worth their
+cost; among them the cheapest and the best bracket the trade-off.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from harness.analysis import stats
+from harness.analysis.results import FINISHED, StudyResults, metric_direction
+from harness.analysis.table import Cell, Table, fmt, interval, mean_std
+from harness.analysis.tables import check_protocol
+from harness.errors import ConfigError
+
+WHICH = ("best", "final")
+
+
+def leaderboard(studies: Sequence[StudyResults], metric: Optional[str] = None, which: str = "best",
+                phase: Optional[str] = None, statuses: Sequence[str] = FINISHED, level: float = 0.95) -> Table:
+    import pandas as pd
+
+    if which not in WHICH:
+        raise ConfigError("--which", which, "one of " + ", ".join(WHICH))
+    if not studies:
+        raise ConfigError("DIR", [], "at least one study results directory")
+    metric = metric or studies[0].default_metric()
+    col = f"{which}.{metric}"
+    frames = []
+    for res in studies:
+        if metric not in res.metrics():
+            raise ConfigError("--metric", metric, f"a metric every study measured; {res.name} ({res.root}) has: "
+                              + (", ".join(res.metrics()) or "none yet"))
+        frames.append(res.rows(phase, statuses))
+    rows = pd.concat(frames, ignore_index=True)
+    protocol = check_protocol(rows, metric)
+    direction = metric_direction(metric)
+    records: List[Dict[str, Any]] = []
+    for (study, cell), g in rows.groupby(["study", "cell"], sort=False):
+        s = stats.summarize(g[col], level=level)
+        if s.n == 0:
+            continue
+        mean = lambda c: stats.summarize(g[c] if c in g else []).mean  # noqa: E731
+        records.append({"study": study, "configuration": cell, "n": s.n, "mean": s.mean, "std": s.std,
+                        "ci_low": s.ci_low, "ci_high": s.ci_high, "train_s": mean("train_s"),
+                        "train_s_to_best": mean(f"best_train_s.{metric}"), "wall_s": mean("wall_s"),
+                        "cpu_h": mean("cpu_h"), "gpu_h": mean("gpu_h"), "samples_seen": mean("samples_seen")})
+    records.sort(key=lambda r: r["mean"] if direction == "min" else -r["mean"])
+    pareto = stats.pareto_ranks([r["mean"] for r in records], [r["train_s"] for r in records],
+                                higher_is_better=direction == "max")
+    for rank, (rec, p) in enumerate(zip(records, pareto), start=1):
+        rec["rank"], rec["pareto_rank"] = rank, p
+    pct = f"{level * 100:g}%"
+    columns = ["rank", "study", "configuration", "n", f"{col} (mean ± std)", f"{pct} CI", "train s", "train s to best",
+               "CPU h", "GPU h", "samples seen", "quality/cost (Pareto rank)"]
+    table_rows = [[Cell(str(r["rank"])), Cell(r["study"]), Cell(r["configuration"]), Cell(str(r["n"])),
+                   Cell(mean_std(r["mean"], r["std"]), bold=r["rank"] == 1), Cell(interval(r["ci_low"], r["ci_high"])),
+                   Cell(fmt(r["train_s"])), Cell(fmt(r["train_s_to_best"])), Cell(fmt(r["cpu_h"])),
+                   Cell(fmt(r["gpu_h"])), Cell(fmt(r["samples_seen"])),
+                   Cell(fmt(r["pareto_rank"]), bold=r["pareto_rank"] == 1)] for r in records]
+    better = "lower" if direction == "min" else "higher"
+    proto = ", ".join(f"{k}={v}" for k, v in sorted((protocol or {}).items()) if k != "reference")
+    notes = [f"{col}, {better} is better, one protocol: {proto or 'not recorded'}"
+             + (f", reference {str(protocol['reference'])[:12]}" if protocol and "reference" in protocol else "") + ".",
+             "Costs are means per trial; CPU h / GPU h = wall-clock hours × the CPUs / GPUs the study reserved per "
+             "trial. Pareto rank 1 = no other row is at least as good and as cheap (train s)."]
+    data = pd.DataFrame(records, columns=["rank", "study", "configuration", "n", "mean", "std", "ci_low", "ci_high",
+                                          "train_s", "train_s_to_best", "wall_s", "cpu_h", "gpu_h", "samples_seen",
+                                          "pareto_rank"])
+    return Table(f"Leaderboard: {col}", columns, table_rows, data, notes,
+                 align=["r", "l", "l"] + ["r"] * 9, name="leaderboard")

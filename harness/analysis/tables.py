@@ -1,0 +1,328 @@
+"""Comparison tables over seeds, an ablation table in the shape of a paper's ✓ table, and a
+pairwise comparison against a baseline with significance tests.
+
+All three pool the rows of one phase of one study that finished (completed or diverged,
+see :data:`harness.analysis.results.FINISHED`) by configuration — the study's cells by
+default, or any summary columns (``by=["config.augment.policy"]``) — and refuse to pool a
+metric measured under more than one protocol.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from harness.analysis import stats
+from harness.analysis.results import FINISHED, StudyResults, metric_direction, short_value
+from harness.analysis.table import Cell, Table, fmt, interval, mean_std
+from harness.errors import ConfigError
+
+
+# ------------------------------------------------------------------------- columns
+def resolve_column(frame, name: str, field: str = "--by") -> str:
+    for candidate in (name, f"config.{name}"):
+        if candidate in frame.columns:
+            return candidate
+    examples = ["cell", "variant", "seed"] + [c for c in frame.columns if c.startswith("config.")][:4]
+    raise ConfigError(field, name, "a summary column, e.g. " + ", ".join(examples) + " (config.<dotted path> or "
+                      "the dotted path alone)")
+
+
+def metric_columns(results: StudyResults, metrics: Optional[Sequence[str]] = None) -> List[str]:
+    """``best.<m>`` / ``final.<m>`` columns: a bare metric name gives both."""
+    available = results.metrics()
+    if not metrics:
+        return [f"{kind}.{m}" for m in available for kind in ("best", "final")]
+    out = []
+    for name in metrics:
+        kind, _, metric = name.partition(".") if name.startswith(("best.", "final.")) else ("", "", name)
+        if metric not in available:
+            raise ConfigError("--metric", name, "a metric the study measured: " + (", ".join(available) or "none yet"))
+        out += [f"{kind}.{metric}"] if kind else [f"best.{metric}", f"final.{metric}"]
+    return out
+
+
+def metric_of(column: str) -> str:
+    return column.split(".", 1)[1]
+
+
+# ------------------------------------------------------------------------ protocols
+# Protocol fields that vary by design between the seeds of one configuration: the sampling
+# seed of the evaluation is part of what the seeds average over, not a different protocol.
+PER_SEED_FIELDS = ("seed",)
+
+
+def protocols(frame, metric: str) -> Dict[str, List[str]]:
+    """Distinct protocols (canonical JSON, per-seed fields dropped) of ``metric`` -> the
+    studies/trials measured under each."""
+    col = f"protocol.{metric}"
+    found: Dict[str, List[str]] = {}
+    if col not in frame.columns:
+        return found
+    for _, row in frame.iterrows():
+        value = row[col]
+        if isinstance(value, str) and value:
+            proto = {k: v for k, v in json.loads(value).items() if k not in PER_SEED_FIELDS}
+            key = json.dumps(proto, sort_keys=True)
+            found.setdefault(key, []).append(f"{row.get('study', '')}/{row['trial_id']}".lstrip("/"))
+    return found
+
+
+def check_protocol(frame, metric: str, field: str = "--metric") -> Optional[Dict[str, Any]]:
+    """The single protocol of ``metric`` over ``frame`` (None if none recorded); refuse a mix."""
+    found = protocols(frame, metric)
+    if len(found) <= 1:
+        return json.loads(next(iter(found))) if found else None
+    parsed = [json.loads(p) for p in found]
+    keys = sorted({k for p in parsed for k in p if len({json.dumps(q.get(k), sort_keys=True) for q in parsed}) > 1})
+    lines = []
+    for text, proto in zip(found, parsed):
+        who = found[text]
+        where = ", ".join(who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+        lines.append("; ".join(f"{k}={proto.get(k)}" for k in keys) + f" ({where})")
+    raise ConfigError(field, metric, f"results measured under ONE protocol; {metric} was measured under "
+                      f"{len(found)} that differ in {', '.join(keys)}: " + " | ".join(lines)
+                      + " — compare like with like (filter the studies or re-evaluate)")
+
+
+# --------------------------------------------------------------------------- groups
+def _groups(results: StudyResults, rows, by: Sequence[str]) -> List[Tuple[Tuple, Any]]:
+    if not len(rows):
+        return []
+    keyed = list(rows.groupby(list(by), sort=False, dropna=False))
+    if list(by) == ["cell"]:
+        keyed.sort(key=lambda kv: int(kv[1]["cell_order"].iloc[0]))
+    else:
+        keyed.sort(key=lambda kv: tuple(str(v) for v in (kv[0] if isinstance(kv[0], tuple) else (kv[0],))))
+    return [((k if isinstance(k, tuple) else (k,)), g) for k, g in keyed]
+
+
+def _label(key: Tuple) -> str:
+    return ", ".join(short_value(v) for v in key)
+
+
+def _not_counted(results: StudyResults, phase: str, by: Sequence[str], key: Tuple, statuses: Sequence[str]) -> str:
+    frame = results.frame
+    mask = (frame["phase"] == phase) & ~frame["status"].isin(list(statuses))
+    for col, value in zip(by, key):
+        mask &= frame[col].astype(str) == str(value)
+    counts = frame[mask]["status"].value_counts()
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def _best_bold(values: List[float], direction: str) -> Optional[int]:
+    finite = [(v, i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return None
+    return (min(finite) if direction == "min" else max(finite))[1]
+
+
+# ------------------------------------------------------------------ comparison table
+def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
+                     metrics: Optional[Sequence[str]] = None, phase: Optional[str] = None,
+                     statuses: Sequence[str] = FINISHED, level: float = 0.95, ci: str = "t") -> Table:
+    """Per configuration, over seeds: mean ± std and a confidence interval of each metric,
+    iterations / wall seconds to reach the best, train seconds, peak memory."""
+    import pandas as pd
+
+    phase = phase or results.default_phase()
+    rows = results.rows(phase, statuses)
+    by = [resolve_column(results.frame, b) for b in (by or ["cell"])]
+    mcols = metric_columns(results, metrics)
+    for m in dict.fromkeys(metric_of(c) for c in mcols):
+        check_protocol(rows, m)
+    primary = metric_of(mcols[0]) if mcols else None
+    groups = _groups(results, rows, by)
+    records = []
+    for key, g in groups:
+        rec: Dict[str, Any] = {b: v for b, v in zip(by, key)}
+        rec["n"] = len(g)
+        rec["diverged"] = int((g["status"] == "diverged").sum())
+        rec["not_counted"] = _not_counted(results, phase, by, key, statuses)
+        for col in mcols:
+            s = stats.summarize(g[col] if col in g else [], level=level, method=ci)
+            rec.update({f"{col}.n": s.n, f"{col}.mean": s.mean, f"{col}.std": s.std,
+                        f"{col}.ci_low": s.ci_low, f"{col}.ci_high": s.ci_high})
+        for col in ([f"best_iter.{primary}", f"best_wall_s.{primary}"] if primary else []) + ["train_s", "wall_s",
+                                                                                               "samples_seen"]:
+            rec[f"{col}.mean"] = stats.summarize(g[col] if col in g else [], level=level, method=ci).mean
+        for col in ("peak_rss_mb", "peak_cuda_mb"):
+            vals = stats.clean(g[col]) if col in g else []
+            rec[f"{col}.max"] = float(max(vals)) if len(vals) else float("nan")
+        records.append(rec)
+    data = pd.DataFrame(records)
+    pct = f"{level * 100:g}%"
+    columns = [" / ".join(c.replace("config.", "") for c in by), "n"]
+    for col in mcols:
+        columns += [f"{col} (mean ± std)", f"{col} {pct} CI"]
+    if primary:
+        columns += [f"iters to best {primary}", f"wall s to best {primary}"]
+    columns += ["train s", "peak RSS MB"]
+    cuda = bool(len(data)) and data["peak_cuda_mb.max"].notna().any()
+    if cuda:
+        columns.append("peak CUDA MB")
+    bold = {col: _best_bold([r[f"{col}.mean"] for r in records], metric_direction(metric_of(col))) for col in mcols}
+    table_rows = []
+    for i, rec in enumerate(records):
+        n_text = str(rec["n"]) + (f" ({rec['diverged']} diverged)" if rec["diverged"] else "")
+        row = [Cell(_label(tuple(rec[b] for b in by))), Cell(n_text)]
+        for col in mcols:
+            row += [Cell(mean_std(rec[f"{col}.mean"], rec[f"{col}.std"]), bold=bold[col] == i),
+                    Cell(interval(rec[f"{col}.ci_low"], rec[f"{col}.ci_high"]))]
+        if primary:
+            row += [Cell(fmt(rec[f"best_iter.{primary}.mean"])), Cell(fmt(rec[f"best_wall_s.{primary}.mean"]))]
+        row += [Cell(fmt(rec["train_s.mean"])), Cell(fmt(rec["peak_rss_mb.max"]))]
+        if cuda:
+            row.append(Cell(fmt(rec["peak_cuda_mb.max"])))
+        table_rows.append(row)
+    notes = [f"{results.name}, {phase} trials; mean ± sample std over seeds; {pct} CI: "
+             + ("Student t" if ci == "t" else "percentile bootstrap of the mean") + "; bold = best mean per column; "
+             "iteration/time columns are means over seeds."]
+    skipped = [f"{_label(tuple(r[b] for b in by))}: {r['not_counted']}" for r in records if r["not_counted"]]
+    if skipped:
+        notes.append("Not counted (unfinished or failed): " + "; ".join(skipped) + ".")
+    return Table(f"{results.name}: comparison over seeds", columns, table_rows, data, notes, name="comparison")
+
+
+# -------------------------------------------------------------------- pairwise table
+def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline: Optional[str] = None,
+                   by: Optional[Sequence[str]] = None, phase: Optional[str] = None,
+                   statuses: Sequence[str] = FINISHED, test: str = "welch", alpha: float = 0.05) -> Table:
+    """Each configuration against a baseline on one metric column (default: best value of
+    the study's primary metric): difference of means, Welch t-test and exact/Monte Carlo
+    permutation test p-values; ``*`` marks p < alpha under ``test``."""
+    import pandas as pd
+
+    if test not in stats.TESTS:
+        raise ConfigError("--test", test, "one of " + ", ".join(stats.TESTS))
+    phase = phase or results.default_phase()
+    rows = results.rows(phase, statuses)
+    by = [resolve_column(results.frame, b) for b in (by or ["cell"])]
+    col = metric_columns(results, [metric or results.default_metric()])[0]
+    check_protocol(rows, metric_of(col))
+    direction = metric_direction(metric_of(col))
+    groups = _groups(results, rows, by)
+    labels = [_label(k) for k, _ in groups]
+    if not groups:
+        raise ConfigError("DIR", str(results.root), f"finished {phase} trials to compare (none yet)")
+    if baseline is None:
+        base_i = 0
+    elif baseline in labels:
+        base_i = labels.index(baseline)
+    else:
+        raise ConfigError("--baseline", baseline, "one of the configurations: " + "; ".join(labels))
+    base_vals = groups[base_i][1][col]
+    base = stats.summarize(base_vals)
+    records, table_rows = [], []
+    for i, (key, g) in enumerate(groups):
+        s = stats.summarize(g[col])
+        rec = {"configuration": labels[i], "baseline": i == base_i, "n": s.n, "mean": s.mean, "std": s.std}
+        if i == base_i:
+            rec.update(diff=0.0, rel=0.0, p_welch=float("nan"), p_permutation=float("nan"), better=None,
+                       significant=None)
+        else:
+            w, perm = stats.welch(g[col], base_vals), stats.permutation_test(g[col], base_vals)
+            diff = s.mean - base.mean
+            p = w.p_value if test == "welch" else perm.p_value
+            rec.update(diff=diff, rel=diff / abs(base.mean) if base.mean else float("nan"), p_welch=w.p_value,
+                       p_permutation=perm.p_value, better=(diff < 0) if direction == "min" else (diff > 0),
+                       significant=bool(math.isfinite(p) and p < alpha))
+        records.append(rec)
+        if i == base_i:
+            cells = [Cell(labels[i] + " (baseline)"), Cell(str(s.n)), Cell(mean_std(s.mean, s.std)), Cell("—"),
+                     Cell("—"), Cell("—"), Cell("—")]
+        else:
+            sign = "+" if rec["diff"] > 0 else ""
+            mark = " *" if rec["significant"] else ""
+            cells = [Cell(labels[i]), Cell(str(s.n)), Cell(mean_std(s.mean, s.std)),
+                     Cell(f"{sign}{fmt(rec['diff'])}" + (" (better)" if rec["better"] else " (worse)" if rec["diff"] else "")),
+                     Cell(f"{sign}{fmt(100 * rec['rel'])}%" if math.isfinite(rec["rel"]) else "—"),
+                     Cell(fmt(rec["p_welch"]) + (mark if test == "welch" else ""), bold=test == "welch" and bool(mark)),
+                     Cell(fmt(rec["p_permutation"]) + (mark if test == "permutation" else ""),
+                          bold=test == "permutation" and bool(mark))]
+        table_rows.append(cells)
+    columns = ["configuration", "n", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)", "p (permutation)"]
+    better = "lower" if direction == "min" else "higher"
+    notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means; "
+             f"* = p < {alpha:g} ({test}). Exact permutation tests have a floor: with n and m seeds the smallest "
+             "possible p is 2/C(n+m, n) (0.1 for 3 vs 3)."]
+    return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
+                 notes, align=["l"] + ["r"] * 6, name="pairwise")
+
+
+# -------------------------------------------------------------------- ablation table
+def _factor_columns(results: StudyResults, groups) -> List[Tuple[str, Any]]:
+    """(header, function(first_row) -> cell text) for the ✓ / value columns of an ablation."""
+    study = results.study
+    cols: List[Tuple[str, Any]] = []
+
+    def labels_of(row) -> Dict[str, Any]:
+        try:
+            return json.loads(row["labels"])
+        except (TypeError, json.JSONDecodeError):
+            return {}
+
+    variants = study.get("variants") or []
+    if variants:
+        base_set = variants[0].get("set", {})
+        by_name = {v["name"]: v.get("set", {}) for v in variants}
+        pairs: Dict[Tuple[str, str], None] = {}
+        numeric: Dict[str, None] = {}
+        for v in variants:
+            for path, value in (v.get("set") or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    numeric[path] = None
+                elif short_value(base_set.get(path, object())) != short_value(value):
+                    pairs[(path, short_value(value))] = None
+        for path, value in pairs:
+            header = value if sum(1 for _, w in pairs if w == value) == 1 else f"{path}={value}"
+            cols.append((header, lambda row, p=path, val=value: "✓" if short_value(
+                (by_name.get(labels_of(row).get("variant")) or {}).get(p, object())) == val else ""))
+        for path in numeric:
+            column = f"config.{path.split('[')[0]}"
+            cols.append((path, lambda row, c=column, p=path: fmt(row.get(c)) if "[" not in p and c in row else
+                         fmt((by_name.get(labels_of(row).get("variant")) or {}).get(p))))
+    for path, values in (study.get("grid") or {}).items():
+        values = list(values)
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            cols.append((path, lambda row, p=path: fmt(labels_of(row).get(p))))
+            continue
+        shorts = [short_value(v) for v in values[1:]]
+        for short in shorts:
+            header = short if shorts.count(short) == 1 and not any(short == h for h, _ in cols) else f"{path}={short}"
+            cols.append((header, lambda row, p=path, s=short: "✓" if short_value(labels_of(row).get(p)) == s else ""))
+    return cols
+
+
+def ablation_table(results: StudyResults, metric: Optional[str] = None, phase: Optional[str] = None,
+                   statuses: Sequence[str] = FINISHED, level: float = 0.95) -> Table:
+    """One row per cell, a ✓ column per non-baseline value of each grid axis (the first value
+    listed is the baseline) or per setting a named variant changes (against the first
+    variant), numeric settings as value columns; then the metric as mean ± std with its CI."""
+    import pandas as pd
+
+    phase = phase or results.default_phase()
+    rows = results.rows(phase, statuses)
+    col = metric_columns(results, [metric or results.default_metric()])[0]
+    check_protocol(rows, metric_of(col))
+    groups = _groups(results, rows, ["cell"])
+    factors = _factor_columns(results, groups)
+    direction = metric_direction(metric_of(col))
+    summaries = [stats.summarize(g[col], level=level) for _, g in groups]
+    best = _best_bold([s.mean for s in summaries], direction)
+    pct = f"{level * 100:g}%"
+    table_rows, records = [], []
+    for i, ((key, g), s) in enumerate(zip(groups, summaries)):
+        first = g.iloc[0].to_dict()
+        marks = [fn(first) for _, fn in factors]
+        table_rows.append([Cell(_label(key))] + [Cell(m) for m in marks] + [
+            Cell(str(s.n)), Cell(mean_std(s.mean, s.std), bold=best == i), Cell(interval(s.ci_low, s.ci_high))])
+        records.append({"configuration": _label(key), **{h: m for (h, _), m in zip(factors, marks)}, "n": s.n,
+                        "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high})
+    columns = ["configuration"] + [h for h, _ in factors] + ["n", f"{col}", f"{pct} CI"]
+    align = ["l"] + ["c"] * len(factors) + ["r", "r", "r"]
+    better = "lower" if direction == "min" else "higher"
+    notes = [f"{results.name}, {phase} trials; ✓ = setting on (the first grid value / first variant is the "
+             f"baseline); {col}: mean ± std over seeds, {better} is better, best in bold."]
+    return Table(f"{results.name}: ablation ({col})", columns, table_rows, pd.DataFrame(records), notes, align=align,
+                 name="ablation")
