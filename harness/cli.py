@@ -3,6 +3,9 @@
     ganbench validate FILE.yaml             check a trial config or a whole study without running it
     ganbench run STUDY.yaml [--resume]      run a study (grid / search) on Ray (embedded or --address)
     ganbench summary DIR                    one row per trial of a study's results (csv / json / table)
+    ganbench table DIR [--kind K]           comparison / ablation / pairwise table (md, latex, html, csv)
+    ganbench report DIR [--out F.html]      one self-contained HTML report of a study (tables, plots, samples)
+    ganbench leaderboard DIR... [--metric]  configurations of one or more studies ranked under one protocol
     ganbench describe FILE.yaml             resolved config + parameter counts of G and D
     ganbench trial FILE.yaml --out DIR      run one trial in-process (resumes on rerun)
     ganbench pretrain FILE.yaml --name N    train a source model and store it in the model zoo
@@ -266,6 +269,67 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_or_print(text: str, out: Optional[str]) -> None:
+    if out:
+        from harness.store import atomic_write_text
+
+        atomic_write_text(Path(out), text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", default=None,
+                   help="metric key (default: the search metric, else the first measured), e.g. fid, swd")
+    p.add_argument("--phase", choices=["grid", "search", "finalist"], default=None,
+                   help="which trials (default: finalists if any, else the grid, else the search)")
+    p.add_argument("--by", action="append", default=None, metavar="COLUMN",
+                   help="group by summary columns instead of the study's cells (repeatable), e.g. augment.policy")
+    p.add_argument("--baseline", default=None, help="the configuration the pairwise table compares against "
+                   "(as the table prints it; default: the study's first)")
+    p.add_argument("--test", choices=["welch", "permutation"], default="welch",
+                   help="the significance test whose p < 0.05 is starred")
+    p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval over seeds")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level")
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from harness.analysis import ablation_table, comparison_table, load_study, pairwise_table
+
+    res = load_study(args.dir)
+    metric = args.metric
+    if args.kind == "comparison":
+        table = comparison_table(res, by=args.by, metrics=[metric] if metric else None, phase=args.phase,
+                                 ci=args.ci, level=args.level)
+    elif args.kind == "ablation":
+        table = ablation_table(res, metric=metric, phase=args.phase, level=args.level)
+    else:
+        table = pairwise_table(res, metric=metric, baseline=args.baseline, by=args.by, phase=args.phase,
+                               test=args.test)
+    _write_or_print(table.render(args.format), args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.analysis.report import write_report
+
+    out = write_report(args.dir, out=args.out, png=not args.no_png, metric=args.metric, by=args.by,
+                       baseline=args.baseline, test=args.test, phase=args.phase, ci=args.ci, level=args.level,
+                       plotlyjs=args.plotlyjs)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.analysis import leaderboard, load_study
+
+    table = leaderboard([load_study(d) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
+                        level=args.level)
+    _write_or_print(table.render(args.format), args.out)
+    return 0
+
+
 def cmd_metric(args: argparse.Namespace) -> int:
     from harness.metrics.standalone import measure
     from harness.registry import METRICS
@@ -349,6 +413,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="RESULTS/<study name>")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("table", help="a table over seeds of a study: comparison, ablation (✓) or pairwise")
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--kind", choices=["comparison", "ablation", "pairwise"], default="comparison")
+    p.add_argument("--format", choices=["md", "latex", "html", "csv"], default="md")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    _analysis_options(p)
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a study (works while it runs)")
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--out", default=None, help="the HTML file (default: DIR/report.html)")
+    p.add_argument("--plotlyjs", choices=["inline", "cdn"], default="inline",
+                   help="inline plotly.js (offline, ~5 MB more) or load it from the plotly CDN")
+    p.add_argument("--no-png", action="store_true", help="skip the static PNG export of the figures")
+    _analysis_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leaderboard", help="rank configurations of one or more studies under one protocol")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="study results directories")
+    p.add_argument("--metric", default=None, help="metric key (default: the first study's primary metric)")
+    p.add_argument("--which", choices=["best", "final"], default="best", help="best value reached or final value")
+    p.add_argument("--phase", choices=["grid", "search", "finalist"], default=None)
+    p.add_argument("--level", type=float, default=0.95, help="confidence level")
+    p.add_argument("--format", choices=["md", "html", "csv", "latex"], default="md")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)

@@ -29,6 +29,15 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 STATUSES = ("running", "completed", "diverged", "failed", "stopped")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; when the block succeeds, fsync it and rename it
@@ -37,6 +46,7 @@ def atomic_target(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield Path(tmp)
         with open(tmp, "rb") as fh:

@@ -1,0 +1,256 @@
+"""One self-contained HTML page per study: what was run, the tables, the plots, the latest
+samples of each configuration, the protocol of every metric and what failed.
+
+``write_report(results_dir)`` reads the study's results (completed rows only count in
+tables; running / pending rows are listed, so a report of a running study is honest) and
+writes ``report.html`` atomically. plotly.js is inlined once (``plotlyjs="inline"``, the
+page works offline and can be mailed) or loaded from the plotly CDN (``"cdn"``, ~5 MB
+smaller). With ``png=True`` every figure is also written as a PNG beside the report
+(``<report>_files/``) through one kaleido export server.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from harness.analysis import plots
+from harness.analysis.leaderboard import leaderboard
+from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study
+from harness.analysis.table import fmt
+from harness.analysis.tables import (ablation_table, comparison_table, pairwise_table, PER_SEED_FIELDS,
+                                     metric_columns)
+from harness.errors import ConfigError
+from harness.store import atomic_write_text
+
+PLOTLYJS = ("inline", "cdn")
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1280px;padding:16px 28px;
+color:#1d2733;line-height:1.45}
+h1{margin-bottom:0}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:36px}
+.gb-meta{color:#57606a}.gb-table{border-collapse:collapse;margin:12px 0;font-size:13px}
+.gb-table caption{text-align:left;font-weight:600;padding:4px 0}
+.gb-table th,.gb-table td{border:1px solid #d0d7de;padding:4px 8px;white-space:nowrap}
+.gb-table thead th{background:#f6f8fa}.gb-table tbody tr:nth-child(even){background:#fbfcfd}
+.gb-notes{font-size:12px;color:#57606a;max-width:1100px}.gb-warn{background:#fff8c5;border:1px solid #d4a72c;
+padding:8px 12px;border-radius:6px}.gb-samples{display:flex;flex-wrap:wrap;gap:18px}
+.gb-samples figure{margin:0;max-width:300px}.gb-samples img{width:100%;image-rendering:pixelated;
+border:1px solid #d0d7de}.gb-samples figcaption{font-size:12px;color:#57606a}
+pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}.gb-scroll{overflow-x:auto}
+"""
+
+
+def _section(title: str, anchor: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{body}\n</section>\n'
+
+
+def _warn(text: str) -> str:
+    return f'<p class="gb-warn">{html.escape(text)}</p>'
+
+
+def _table_html(build: Callable[[], Any]) -> str:
+    try:
+        return '<div class="gb-scroll">' + build().to_html() + "</div>"
+    except ConfigError as err:
+        return _warn(f"Table not shown: {err}")
+
+
+def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v) if not isinstance(v, str) else v)}</td>" for v in row)
+                   + "</tr>" for row in rows)
+    return (f'<div class="gb-scroll"><table class="gb-table" id="{name}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _status_section(res: StudyResults) -> str:
+    frame = res.frame
+    counts = frame.groupby(["phase", "status"]).size() if len(frame) else {}
+    rows = [[phase, status, int(n)] for (phase, status), n in (counts.items() if len(frame) else [])]
+    body = _plain_table(["phase", "status", "trials"], rows, "status-counts")
+    bad = frame[frame["status"].isin(["failed", "diverged", "stopped"])] if len(frame) else frame
+    if len(bad):
+        body += "<h3>Failed, diverged and stopped trials</h3>" + _plain_table(
+            ["trial", "phase", "configuration", "seed", "status", "iteration", "attempts", "error"],
+            [[r["trial_id"], r["phase"], r["cell"], r.get("seed"), r["status"], r.get("iterations"), r.get("attempts"),
+              (r.get("error") or ("stopped early by the scheduler" if r["status"] == "stopped" else ""))]
+             for _, r in bad.iterrows()], "failures")
+    else:
+        body += "<p>No trial failed, diverged or was stopped.</p>"
+    running = frame[frame["status"].isin(["running", "pending"])] if len(frame) else frame
+    if len(running):
+        body += _warn(f"{len(running)} trial(s) still running or pending: tables count finished trials only.")
+    return body
+
+
+def _protocol_section(res: StudyResults) -> str:
+    rows = []
+    frame = res.frame
+    for col in [c for c in frame.columns if c.startswith("protocol.")]:
+        metric = col[len("protocol."):]
+        distinct: Dict[str, int] = {}
+        for value in frame[col].dropna():
+            proto = {k: v for k, v in json.loads(value).items() if k not in PER_SEED_FIELDS}
+            key = json.dumps(proto, sort_keys=True)
+            distinct[key] = distinct.get(key, 0) + 1
+        for key, n in distinct.items():
+            proto = json.loads(key)
+            rows.append([metric, n, "; ".join(f"{k}={v}" for k, v in sorted(proto.items()))])
+    if not rows:
+        return "<p>No metric has been evaluated yet.</p>"
+    note = ("<p class=\"gb-notes\">One row per distinct protocol of a metric (the evaluation's sampling seed "
+            "varies with the trial seed by design and is left out). A metric with two rows was measured under two "
+            "protocols: tables refuse to pool it.</p>")
+    return _plain_table(["metric", "trials", "protocol"], rows, "protocols") + note
+
+
+def _samples_section(res: StudyResults, phase: str) -> str:
+    frame = res.frame
+    rows = frame[(frame["phase"] == phase)]
+    figures = []
+    for cell in res.cells:
+        trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
+        for _, trial in trials.iterrows():
+            png = latest_samples(res, trial["trial_id"])
+            if png is None:
+                continue
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            iteration = png.stem.split("-")[-1].lstrip("0") or "0"
+            figures.append(f'<figure><img alt="samples of {html.escape(cell)}" src="data:image/png;base64,{data}">'
+                           f"<figcaption>{html.escape(cell)}<br>{html.escape(trial['trial_id'])}, seed "
+                           f"{html.escape(str(trial.get('seed')))}, iteration {iteration} (fixed noise, EMA G "
+                           "where enabled)</figcaption></figure>")
+            break
+    if not figures:
+        return "<p>No sample grids written yet (sample_every: 0, or no trial reached its first grid).</p>"
+    return '<div class="gb-samples">' + "".join(figures) + "</div>"
+
+
+def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: float = 0.95,
+                  notice: Callable[[str], None] = lambda s: None) -> Dict[str, Any]:
+    """The report's figures by name, in display order."""
+    rows = res.frame[res.frame["phase"] == phase]
+    series = curves(res, list(rows["trial_id"]))
+    figs: Dict[str, Any] = {}
+    if not len(series):
+        return figs
+    colour = plots.colours(res.cells)
+    if metric:
+        figs[f"{metric}_band_wall"] = plots.band_figure(series, metric, "wall_s", level, colour)
+        figs[f"{metric}_band_iteration"] = plots.band_figure(series, metric, "iteration", level, colour)
+        figs[f"{metric}_trials_wall"] = plots.metric_figure(series, metric, "wall_s", colour)
+    figs["losses"] = plots.loss_figure(series, colour=colour)
+    ada = plots.augment_figure(series, "p", colour)
+    if ada is not None:
+        figs["ada_p"] = ada
+    if res.kind == "search":
+        figs.update(plots.optuna_figures(res.root, res.name, notice))
+    return figs
+
+
+def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[Sequence[str]] = None,
+                  baseline: Optional[str] = None, test: str = "welch", phase: Optional[str] = None,
+                  ci: str = "t", level: float = 0.95, plotlyjs: str = "inline",
+                  notice: Callable[[str], None] = print) -> (str, Dict[str, Any]):
+    """The report's HTML and its figures."""
+    import plotly
+    import plotly.io as pio
+
+    if plotlyjs not in PLOTLYJS:
+        raise ConfigError("--plotlyjs", plotlyjs, "one of " + ", ".join(PLOTLYJS))
+    phase = phase or res.default_phase()
+    try:
+        metric = metric or res.default_metric()
+        metric_columns(res, [metric])
+    except ConfigError as err:
+        if metric:  # a metric the user named that the study does not have
+            raise
+        notice(f"no tables of metrics yet: {err}")
+        metric = None
+    finished = res.rows(phase, FINISHED)
+    parts: List[str] = []
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    description = res.study.get("description") or ""
+    parts.append(f"<h1>{html.escape(res.name)}</h1>")
+    parts.append(f'<p class="gb-meta">{res.kind} study · {len(res.frame)} trials planned or run · tables over the '
+                 f"{len(finished)} finished {phase} trials · results <code>{html.escape(str(res.root))}</code> · "
+                 f"report written {when}</p>")
+    if description:
+        parts.append(f"<p>{html.escape(description)}</p>")
+    study_yaml = (res.root / "study.yaml").read_text() if (res.root / "study.yaml").exists() else ""
+    parts.append(f"<details><summary>study file as run</summary><pre>{html.escape(study_yaml)}</pre></details>")
+    toc = ["tables", "plots", "samples", "protocols", "trials"]
+    parts.append("<p>" + " · ".join(f'<a href="#{t}">{t}</a>' for t in toc) + "</p>")
+
+    tables = []
+    if metric:
+        tables.append(_table_html(lambda: comparison_table(res, by=by, metrics=[metric], phase=phase, ci=ci,
+                                                           level=level)))
+        if phase == "grid" and (res.study.get("grid") or res.study.get("variants")):
+            tables.append(_table_html(lambda: ablation_table(res, metric=metric, phase=phase, level=level)))
+        tables.append(_table_html(lambda: pairwise_table(res, metric=metric, baseline=baseline, by=by, phase=phase,
+                                                         test=test)))
+        tables.append(_table_html(lambda: leaderboard([res], metric=metric, phase=phase, level=level)))
+        other = [m for m in res.metrics() if m != metric]
+        if other:
+            tables.append(_table_html(lambda: comparison_table(res, by=by, metrics=other, phase=phase, ci=ci,
+                                                               level=level)))
+    else:
+        tables.append("<p>No finished trial has a metric value yet.</p>")
+    if res.kind == "search":
+        search = res.frame[res.frame["phase"] == "search"]
+        tables.append("<h3>Search trials</h3>" + _plain_table(
+            ["trial", "status", "iterations", "objective", "parameters"],
+            [[r["trial_id"], r["status"], r.get("iterations"), r.get("objective"), r["cell"]]
+             for _, r in search.iterrows()], "search-trials"))
+    parts.append(_section("Tables", "tables", "\n".join(tables)))
+
+    figs = build_figures(res, metric, phase, level, notice)
+    blocks = []
+    for name, fig in figs.items():
+        blocks.append(pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
+                                  config={"responsive": True, "displaylogo": False}))
+    parts.append(_section("Plots", "plots", "\n".join(blocks) or "<p>No reports written yet.</p>"))
+    parts.append(_section("Latest samples", "samples", _samples_section(res, phase)))
+    parts.append(_section("Metric protocols", "protocols", _protocol_section(res)))
+    parts.append(_section("Trials", "trials", _status_section(res)))
+
+    if plotlyjs == "inline":
+        script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
+    else:
+        script = f'<script src="https://cdn.plot.ly/plotly-{plotly_js_version()}.min.js" charset="utf-8"></script>'
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(res.name)} — "
+            f"ganbench report</title><style>{_CSS}</style>{script}</head>\n<body>\n" + "\n".join(parts)
+            + "\n</body></html>\n")
+    return page, figs
+
+
+def plotly_js_version() -> str:
+    from plotly.offline import get_plotlyjs_version
+
+    return get_plotlyjs_version()
+
+
+def write_report(results_dir, out: Optional[Path] = None, png: bool = True, notice: Callable[[str], None] = print,
+                 **options: Any) -> Path:
+    """Write the study's report (default ``<results_dir>/report.html``); return its path."""
+    res = load_study(results_dir)
+    out = Path(out) if out else res.root / "report.html"
+    page, figs = render_report(res, notice=notice, **options)
+    atomic_write_text(out, page)
+    if png and figs:
+        folder = out.with_name(out.stem + "_files")
+        written = 0
+        with plots.PngExporter(notice=notice) as exporter:
+            for name, fig in figs.items():
+                if exporter.write(fig, folder / f"{name}.png") is None:
+                    break
+                written += 1
+        if written:
+            notice(f"{written} PNG figure(s) in {folder}")
+    return out
