@@ -115,6 +115,15 @@ def test_search_with_asha_prunes_and_runs_finalists(ray_local, tmp_path):
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(completed)
     assert ostudy.best_value == pytest.approx(best["objective"])
+    # The report of the search: finalists pooled over their seeds, the search trials, and
+    # Optuna's own history / importance figures read from optuna.db.
+    from harness.analysis import comparison_table, load_study
+    from harness.analysis.report import write_report
+
+    table = comparison_table(load_study(root))
+    assert list(table.data["n"]) == [2] and table.data["best.swd.mean"].iloc[0] == pytest.approx(finals["best.swd"].mean())
+    page = write_report(root, png=False, notice=lambda line: None).read_text()
+    assert 'id="fig-optuna_history"' in page and 'id="search-trials"' in page and "final-0-s11" in page
 
 
 def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(ray_local, tmp_path):
@@ -138,3 +147,9 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(ray_local
     from harness.cli import main
 
     assert main(["summary", str(tmp_path / "faults"), "--format", "json"]) == 0
+    # The report lists what failed and diverged, with the errors.
+    from harness.analysis.report import write_report
+
+    page = write_report(tmp_path / "faults", png=False, notice=lambda line: None).read_text()
+    failures = page[page.index('id="failures"'):]
+    assert "missing-data" in failures and "nope.h5" in failures and "non-finite" in failures

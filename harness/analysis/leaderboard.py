@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from harness.analysis import stats
 from harness.analysis.results import FINISHED, StudyResults, metric_direction
-from harness.analysis.table import Cell, Table, fmt, interval, mean_std
+from harness.analysis.table import Cell, Table, fmt, fmt_count, interval, mean_std
 from harness.analysis.tables import check_protocol
 from harness.errors import ConfigError
 
@@ -65,8 +65,8 @@ def leaderboard(studies: Sequence[StudyResults], metric: Optional[str] = None, w
     table_rows = [[Cell(str(r["rank"])), Cell(r["study"]), Cell(r["configuration"]), Cell(str(r["n"])),
                    Cell(mean_std(r["mean"], r["std"]), bold=r["rank"] == 1), Cell(interval(r["ci_low"], r["ci_high"])),
                    Cell(fmt(r["train_s"])), Cell(fmt(r["train_s_to_best"])), Cell(fmt(r["cpu_h"])),
-                   Cell(fmt(r["gpu_h"])), Cell(fmt(r["samples_seen"])),
-                   Cell(fmt(r["pareto_rank"]), bold=r["pareto_rank"] == 1)] for r in records]
+                   Cell(fmt(r["gpu_h"])), Cell(fmt_count(r["samples_seen"])),
+                   Cell(fmt_count(r["pareto_rank"]), bold=r["pareto_rank"] == 1)] for r in records]
     better = "lower" if direction == "min" else "higher"
     proto = ", ".join(f"{k}={v}" for k, v in sorted((protocol or {}).items()) if k != "reference")
     notes = [f"{col}, {better} is better, one protocol: {proto or 'not recorded'}"

@@ -142,7 +142,7 @@ def loss_figure(curves, names: Sequence[str] = ("d_loss", "g_loss"), colour: Opt
     return fig
 
 
-def augment_figure(curves, key: str = "p", colour: Optional[Dict[str, str]] = None):
+def augment_figure(curves, key: str = "ada_p", colour: Optional[Dict[str, str]] = None):
     """ADA's augmentation probability per trial (None when no trial reports ``augment.<key>``)."""
     go = _go()
     col = f"augment.{key}"
@@ -158,7 +158,7 @@ def augment_figure(curves, key: str = "p", colour: Optional[Dict[str, str]] = No
                                  showlegend=cell not in shown, line=dict(color=colour.get(cell), width=1.5),
                                  hovertemplate=f"{trial_id}<br>it=%{{x}}<br>p=%{{y:.3f}}<extra></extra>"))
         shown.add(cell)
-    return _layout(fig, "ADA augmentation probability p", X_AXES["iteration"], "p")
+    return _layout(fig, "ADA augmentation probability p per trial", X_AXES["iteration"], "p")
 
 
 def optuna_figures(root: Path, study_name: str, notice: Callable[[str], None] = lambda s: None) -> Dict[str, object]:
@@ -181,8 +181,12 @@ def optuna_figures(root: Path, study_name: str, notice: Callable[[str], None] = 
         notice("Optuna plots skipped: no completed search trial yet")
         return figs
     figs["optuna_history"] = optuna.visualization.plot_optimization_history(study)
+    import warnings
+
     try:
-        figs["optuna_importance"] = optuna.visualization.plot_param_importances(study)
+        with warnings.catch_warnings():  # "some regimes have < 2 trials": small searches always do
+            warnings.simplefilter("ignore")
+            figs["optuna_importance"] = optuna.visualization.plot_param_importances(study)
     except Exception as err:  # too few trials, or a parameter that never varied
         notice(f"parameter importances skipped: {type(err).__name__}: {err}")
     for fig in figs.values():

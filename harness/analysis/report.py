@@ -138,13 +138,14 @@ def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: f
     figs: Dict[str, Any] = {}
     if not len(series):
         return figs
-    colour = plots.colours(res.cells)
+    shown = set(rows["cell"])
+    colour = plots.colours([c for c in res.cells if c in shown])
     if metric:
         figs[f"{metric}_band_wall"] = plots.band_figure(series, metric, "wall_s", level, colour)
         figs[f"{metric}_band_iteration"] = plots.band_figure(series, metric, "iteration", level, colour)
         figs[f"{metric}_trials_wall"] = plots.metric_figure(series, metric, "wall_s", colour)
     figs["losses"] = plots.loss_figure(series, colour=colour)
-    ada = plots.augment_figure(series, "p", colour)
+    ada = plots.augment_figure(series, "ada_p", colour)
     if ada is not None:
         figs["ada_p"] = ada
     if res.kind == "search":

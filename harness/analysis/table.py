@@ -33,8 +33,6 @@ def fmt(value: Any) -> str:
     a = abs(v)
     if a == 0:
         return "0"
-    if v.is_integer() and a < 1e12:
-        return str(int(v))
     if a >= 1000:
         return f"{v:.0f}"
     if a >= 100:
@@ -42,6 +40,15 @@ def fmt(value: Any) -> str:
     if a >= 1:
         return f"{v:.2f}"
     return f"{v:.3g}"
+
+
+def fmt_count(value: Any) -> str:
+    """Counts and iteration numbers: whole values without decimals."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return fmt(value)
+    return str(int(v)) if math.isfinite(v) and v.is_integer() else fmt(value)
 
 
 def mean_std(mean: float, std: float) -> str:

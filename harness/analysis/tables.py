@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import stats
 from harness.analysis.results import FINISHED, StudyResults, metric_direction, short_value
-from harness.analysis.table import Cell, Table, fmt, interval, mean_std
+from harness.analysis.table import Cell, Table, fmt, fmt_count, interval, mean_std
 from harness.errors import ConfigError
 
 
@@ -170,7 +170,7 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
             row += [Cell(mean_std(rec[f"{col}.mean"], rec[f"{col}.std"]), bold=bold[col] == i),
                     Cell(interval(rec[f"{col}.ci_low"], rec[f"{col}.ci_high"]))]
         if primary:
-            row += [Cell(fmt(rec[f"best_iter.{primary}.mean"])), Cell(fmt(rec[f"best_wall_s.{primary}.mean"]))]
+            row += [Cell(fmt_count(rec[f"best_iter.{primary}.mean"])), Cell(fmt(rec[f"best_wall_s.{primary}.mean"]))]
         row += [Cell(fmt(rec["train_s.mean"])), Cell(fmt(rec["peak_rss_mb.max"]))]
         if cuda:
             row.append(Cell(fmt(rec["peak_cuda_mb.max"])))
