@@ -72,7 +72,8 @@ def leaderboard(studies: Sequence[StudyResults], metric: Optional[str] = None, w
     notes = [f"{col}, {better} is better, one protocol: {proto or 'not recorded'}"
              + (f", reference {str(protocol['reference'])[:12]}" if protocol and "reference" in protocol else "") + ".",
              "Costs are means per trial; CPU h / GPU h = wall-clock hours × the CPUs / GPUs the study reserved per "
-             "trial. Pareto rank 1 = no other row is at least as good and as cheap (train s)."]
+             "trial. Pareto rank 1 = no other row is at least as good and as cheap (train s); train seconds "
+             "compare fairly only between studies run on the same hardware."]
     data = pd.DataFrame(records, columns=["rank", "study", "configuration", "n", "mean", "std", "ci_low", "ci_high",
                                           "train_s", "train_s_to_best", "wall_s", "cpu_h", "gpu_h", "samples_seen",
                                           "pareto_rank"])

@@ -60,24 +60,28 @@ def _check_x(x: str) -> None:
         raise ValueError(f"x {x!r}: expected one of {', '.join(X_AXES)}")
 
 
+def _trial_lines(fig, data, x: str, y: str, colour: Dict[str, str], label: str, shown: set, mode: str = "lines",
+                 width: float = 1.5, **where) -> None:
+    """One line per trial of ``data`` (``y`` against ``x``), coloured by its cell; the
+    legend shows each cell once (``shown`` carries that across panels)."""
+    go = _go()
+    for trial_id, g in data[data[y].notna()].groupby("trial_id", sort=True):
+        cell = g["cell"].iloc[0]
+        fig.add_trace(go.Scatter(
+            x=g[x], y=g[y], mode=mode, name=cell, legendgroup=cell, showlegend=cell not in shown,
+            line=dict(color=colour.get(cell), width=width), marker=dict(size=5),
+            hovertemplate=f"{trial_id} (seed {g['seed'].iloc[0]})<br>{x}=%{{x:.4g}}<br>{label}=%{{y:.4g}}"
+                          "<extra>%{fullData.name}</extra>"), **where)
+        shown.add(cell)
+
+
 def metric_figure(curves, metric: str, x: str = "wall_s", colour: Optional[Dict[str, str]] = None):
     """``metric`` (a key such as 'fid' or 'swd') against ``x``, one line per trial."""
-    go = _go()
     _check_x(x)
     col = f"metric.{metric}"
-    fig = go.Figure()
+    fig = _go().Figure()
     if col in curves.columns:
-        evals = curves[curves[col].notna()]
-        colour = colour or colours(list(evals["cell"]))
-        shown = set()
-        for trial_id, g in evals.groupby("trial_id", sort=True):
-            cell = g["cell"].iloc[0]
-            fig.add_trace(go.Scatter(
-                x=g[x], y=g[col], mode="lines+markers", name=cell, legendgroup=cell, showlegend=cell not in shown,
-                line=dict(color=colour.get(cell), width=1.5), marker=dict(size=5),
-                hovertemplate=f"{trial_id} (seed {g['seed'].iloc[0]})<br>{x}=%{{x:.4g}}<br>{metric}=%{{y:.4g}}"
-                              "<extra>%{fullData.name}</extra>"))
-            shown.add(cell)
+        _trial_lines(fig, curves, x, col, colour or colours(list(curves["cell"])), metric, set(), "lines+markers")
     return _layout(fig, f"{metric} per trial vs {X_AXES[x]}", X_AXES[x], metric)
 
 
@@ -118,23 +122,15 @@ def band_figure(curves, metric: str, x: str = "wall_s", level: float = 0.95,
 
 def loss_figure(curves, names: Sequence[str] = ("d_loss", "g_loss"), colour: Optional[Dict[str, str]] = None):
     """The named losses per trial against iterations, one panel each."""
-    go = _go()
     from plotly.subplots import make_subplots
 
     present = [n for n in names if f"loss.{n}" in curves.columns]
     fig = make_subplots(rows=max(1, len(present)), cols=1, shared_xaxes=True, subplot_titles=present or ["no losses"],
                         vertical_spacing=0.08)
     colour = colour or colours(list(curves["cell"])) if len(curves) else {}
-    shown = set()
+    shown: set = set()
     for r, name in enumerate(present, start=1):
-        col = f"loss.{name}"
-        for trial_id, g in curves[curves[col].notna()].groupby("trial_id", sort=True):
-            cell = g["cell"].iloc[0]
-            fig.add_trace(go.Scatter(x=g["iteration"], y=g[col], mode="lines", name=cell, legendgroup=cell,
-                                     showlegend=cell not in shown, line=dict(color=colour.get(cell), width=1),
-                                     hovertemplate=f"{trial_id}<br>it=%{{x}}<br>{name}=%{{y:.4g}}<extra></extra>"),
-                          row=r, col=1)
-            shown.add(cell)
+        _trial_lines(fig, curves, "iteration", f"loss.{name}", colour, name, shown, width=1, row=r, col=1)
     fig.update_layout(title="losses per trial", template="plotly_white", legend_title_text="configuration",
                       legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
                       height=260 * max(1, len(present)) + 60, margin=dict(l=60, r=20, t=60, b=40))
@@ -148,16 +144,8 @@ def augment_figure(curves, key: str = "ada_p", colour: Optional[Dict[str, str]] 
     col = f"augment.{key}"
     if col not in curves.columns or not curves[col].notna().any():
         return None
-    data = curves[curves[col].notna()]
-    colour = colour or colours(list(data["cell"]))
     fig = go.Figure()
-    shown = set()
-    for trial_id, g in data.groupby("trial_id", sort=True):
-        cell = g["cell"].iloc[0]
-        fig.add_trace(go.Scatter(x=g["iteration"], y=g[col], mode="lines", name=cell, legendgroup=cell,
-                                 showlegend=cell not in shown, line=dict(color=colour.get(cell), width=1.5),
-                                 hovertemplate=f"{trial_id}<br>it=%{{x}}<br>p=%{{y:.3f}}<extra></extra>"))
-        shown.add(cell)
+    _trial_lines(fig, curves, "iteration", col, colour or colours(list(curves["cell"])), "p", set())
     return _layout(fig, "ADA augmentation probability p per trial", X_AXES["iteration"], "p")
 
 

@@ -178,6 +178,8 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
     notes = [f"{results.name}, {phase} trials; mean ± sample std over seeds; {pct} CI: "
              + ("Student t" if ci == "t" else "percentile bootstrap of the mean") + "; bold = best mean per column; "
              "iteration/time columns are means over seeds."]
+    if not records:
+        notes.append(f"No finished {phase} trials yet.")
     skipped = [f"{_label(tuple(r[b] for b in by))}: {r['not_counted']}" for r in records if r["not_counted"]]
     if skipped:
         notes.append("Not counted (unfinished or failed): " + "; ".join(skipped) + ".")
