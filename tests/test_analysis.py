@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def fake_results(values, name="s", protocol=None, study=None, extra=None):
                    "train_s": 50.0 + order, "wall_s": 60.0 + order, "samples_seen": 1000, "peak_rss_mb": 100.0 + seed,
                    "cpu_h": (60.0 + order) / 3600, "gpu_h": 0.0, "iterations": 300}
             rows.append({**row, **(extra or {}).get(cell, {})})
-    return StudyResults(root=__import__("pathlib").Path("/nonexistent") / name, name=name,
+    return StudyResults(root=Path("/nonexistent") / name, name=name,
                         study=study or {"name": name}, frame=pd.DataFrame(rows), cells=list(values))
 
 
@@ -383,7 +384,8 @@ def test_report_renders_in_headless_chromium(tiny_study, tmp_path):
     lines = []
     out = write_report(tiny_study, out=tmp_path / "report.html", png=True, notice=lines.append)
     pngs = sorted(p.name for p in (tmp_path / "report_files").glob("*.png"))
-    assert pngs == ["ada_p.png", "losses.png", "swd_band_iteration.png", "swd_band_wall.png", "swd_trials_wall.png"]
+    assert pngs == ["ada_p.png", "losses.png", "swd_band_iteration.png", "swd_band_wall.png",
+                    "swd_trials_iteration.png", "swd_trials_wall.png"]
     assert all((tmp_path / "report_files" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1400,3000"]
@@ -393,7 +395,7 @@ def test_report_renders_in_headless_chromium(tiny_study, tmp_path):
     assert not console, console
     for table in ("comparison", "ablation", "pairwise", "leaderboard", "protocols", "status-counts"):
         assert f'<table class="gb-table" id="{table}">' in dom, table
-    assert dom.count('class="main-svg"') >= 5  # every figure drawn
+    assert dom.count('class="main-svg"') >= 6  # every figure drawn
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000

@@ -95,6 +95,7 @@ def band_figure(curves, metric: str, x: str = "wall_s", level: float = 0.95,
     if col in curves.columns:
         evals = curves[curves[col].notna()]
         colour = colour or colours(list(evals["cell"]))
+        lines = []
         for cell, g in evals.groupby("cell", sort=False):
             xs, means, lows, highs, ns = [], [], [], [], []
             for iteration, at in g.groupby("iteration", sort=True):
@@ -112,10 +113,12 @@ def band_figure(curves, metric: str, x: str = "wall_s", level: float = 0.95,
                                          mode="lines", fill="toself", fillcolor=_rgba(c, 0.18),
                                          line=dict(width=0),
                                          hoverinfo="skip", showlegend=False, legendgroup=cell, name=f"{cell} CI"))
-            fig.add_trace(go.Scatter(x=xs, y=means, mode="lines+markers", name=cell, legendgroup=cell,
-                                     line=dict(color=c, width=2), customdata=ns,
-                                     hovertemplate=f"{x}=%{{x:.4g}}<br>mean {metric}=%{{y:.4g}} over %{{customdata}} "
-                                                   "seeds<extra>%{fullData.name}</extra>"))
+            lines.append(go.Scatter(x=xs, y=means, mode="lines+markers", name=cell, legendgroup=cell,
+                                    line=dict(color=c, width=2), customdata=ns,
+                                    hovertemplate=f"{x}=%{{x:.4g}}<br>mean {metric}=%{{y:.4g}} over %{{customdata}} "
+                                                  "seeds<extra>%{fullData.name}</extra>"))
+        for line in lines:  # means on top of every band
+            fig.add_trace(line)
     pct = f"{level * 100:g}%"
     return _layout(fig, f"{metric}: mean over seeds with {pct} CI vs {X_AXES[x]}", X_AXES[x], metric)
 

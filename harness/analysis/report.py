@@ -15,7 +15,7 @@ import datetime as _dt
 import html
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import plots
 from harness.analysis.leaderboard import leaderboard
@@ -144,6 +144,7 @@ def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: f
         figs[f"{metric}_band_wall"] = plots.band_figure(series, metric, "wall_s", level, colour)
         figs[f"{metric}_band_iteration"] = plots.band_figure(series, metric, "iteration", level, colour)
         figs[f"{metric}_trials_wall"] = plots.metric_figure(series, metric, "wall_s", colour)
+        figs[f"{metric}_trials_iteration"] = plots.metric_figure(series, metric, "iteration", colour)
     figs["losses"] = plots.loss_figure(series, colour=colour)
     ada = plots.augment_figure(series, "ada_p", colour)
     if ada is not None:
@@ -156,7 +157,7 @@ def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: f
 def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[Sequence[str]] = None,
                   baseline: Optional[str] = None, test: str = "welch", phase: Optional[str] = None,
                   ci: str = "t", level: float = 0.95, plotlyjs: str = "inline",
-                  notice: Callable[[str], None] = print) -> (str, Dict[str, Any]):
+                  notice: Callable[[str], None] = print) -> Tuple[str, Dict[str, Any]]:
     """The report's HTML and its figures."""
     import plotly
     import plotly.io as pio

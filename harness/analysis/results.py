@@ -50,7 +50,7 @@ def short_value(value: Any) -> str:
         if "name" in value:
             rest = ",".join(f"{k}={short_value(v)}" for k, v in sorted(value.items()) if k != "name")
             return f"{value['name']}({rest})" if rest else str(value["name"])
-        return ",".join(f"{k}={short_value(v)}" for k, v in sorted(value.items()))
+        return ",".join(f"{k}={short_value(v)}" for k, v in sorted(value.items())) or "{}"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

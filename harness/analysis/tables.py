@@ -239,9 +239,8 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
             cells = [Cell(labels[i]), Cell(str(s.n)), Cell(mean_std(s.mean, s.std)),
                      Cell(f"{sign}{fmt(rec['diff'])}" + (" (better)" if rec["better"] else " (worse)" if rec["diff"] else "")),
                      Cell(f"{sign}{fmt(100 * rec['rel'])}%" if math.isfinite(rec["rel"]) else "—"),
-                     Cell(fmt(rec["p_welch"]) + (mark if test == "welch" else ""), bold=test == "welch" and bool(mark)),
-                     Cell(fmt(rec["p_permutation"]) + (mark if test == "permutation" else ""),
-                          bold=test == "permutation" and bool(mark))]
+                     Cell(fmt(rec["p_welch"]) + (mark if test == "welch" else "")),
+                     Cell(fmt(rec["p_permutation"]) + (mark if test == "permutation" else ""))]
         table_rows.append(cells)
     columns = ["configuration", "n", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)", "p (permutation)"]
     better = "lower" if direction == "min" else "higher"
