@@ -244,7 +244,8 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
         table_rows.append(cells)
     columns = ["configuration", "n", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)", "p (permutation)"]
     better = "lower" if direction == "min" else "higher"
-    notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means; "
+    notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means, "
+             "not corrected for multiple comparisons; "
              f"* = p < {alpha:g} ({test}). Exact permutation tests have a floor: with n and m seeds the smallest "
              "possible p is 2/C(n+m, n) (0.1 for 3 vs 3)."]
     return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
