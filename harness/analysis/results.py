@@ -129,6 +129,8 @@ def _read_json(path: Path) -> Any:
 
 
 def load_study(root) -> StudyResults:
+    import pandas as pd
+
     from harness.summary import summarize
 
     root = Path(root)
@@ -160,8 +162,8 @@ def load_study(root) -> StudyResults:
     frame["cell_order"] = [order[c] for c in cell_col]
     wall = frame["wall_s"].astype(float) if "wall_s" in frame else None
     if wall is not None:
-        device = frame.get("config.device")
-        on_gpu = device.astype(str).str.startswith("cuda") if device is not None else False
+        device = frame["config.device"] if "config.device" in frame else pd.Series("", index=frame.index)
+        on_gpu = device.astype(str).str.startswith("cuda")
         frame["cpu_h"] = wall * cpus / 3600.0
         frame["gpu_h"] = (wall * gpus / 3600.0).where(on_gpu, 0.0) if gpus else 0.0
     return StudyResults(root=root, name=str(study.get("name", root.name)), study=study, frame=frame, cells=cells)
