@@ -21,8 +21,7 @@ from harness.analysis import plots
 from harness.analysis.leaderboard import leaderboard
 from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study
 from harness.analysis.table import fmt
-from harness.analysis.tables import (ablation_table, comparison_table, pairwise_table, PER_SEED_FIELDS,
-                                     metric_columns)
+from harness.analysis.tables import ablation_table, comparison_table, metric_columns, pairwise_table, protocols
 from harness.errors import ConfigError
 from harness.store import atomic_write_text
 
@@ -89,17 +88,11 @@ def _status_section(res: StudyResults) -> str:
 
 def _protocol_section(res: StudyResults) -> str:
     rows = []
-    frame = res.frame
-    for col in [c for c in frame.columns if c.startswith("protocol.")]:
+    for col in [c for c in res.frame.columns if c.startswith("protocol.")]:
         metric = col[len("protocol."):]
-        distinct: Dict[str, int] = {}
-        for value in frame[col].dropna():
-            proto = {k: v for k, v in json.loads(value).items() if k not in PER_SEED_FIELDS}
-            key = json.dumps(proto, sort_keys=True)
-            distinct[key] = distinct.get(key, 0) + 1
-        for key, n in distinct.items():
+        for key, trials in protocols(res.frame, metric).items():
             proto = json.loads(key)
-            rows.append([metric, n, "; ".join(f"{k}={v}" for k, v in sorted(proto.items()))])
+            rows.append([metric, len(trials), "; ".join(f"{k}={v}" for k, v in sorted(proto.items()))])
     if not rows:
         return "<p>No metric has been evaluated yet.</p>"
     note = ("<p class=\"gb-notes\">One row per distinct protocol of a metric (the evaluation's sampling seed "

@@ -72,10 +72,10 @@ def metric_direction(name: str) -> str:
     """'min' or 'max' for a metric value key (a registered metric name, or a key one of
     them reports, such as precision_effnet)."""
     from harness import registry
-    import harness.metrics  # noqa: F401  (registers the metrics)
+    from harness.study import metric_direction as registered_direction
 
     if name in registry.METRICS.names():
-        return "max" if getattr(registry.METRICS.get(name, "metric").obj, "higher_is_better", False) else "min"
+        return registered_direction(name)
     return "max" if name.split("_")[0] in ("precision", "recall", "density", "coverage", "is") else "min"
 
 
