@@ -59,10 +59,10 @@ def _load(args: argparse.Namespace):
     return parse_trial(_read(args.config, getattr(args, "set", None), "trial settings"))
 
 
-def _load_study(file: str, sets: Optional[List[str]]):
+def _load_study(file: str, sets: Optional[List[str]], preset: Optional[str] = None):
     from harness.study import parse_study
 
-    return parse_study(_read(file, sets, "study settings"), Path(file).parent)
+    return parse_study(_read(file, None, "study settings"), Path(file).parent, preset, _overrides(sets or []))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.study import describe_plans, is_study, plan
 
     if is_study(load_yaml(args.config)):
-        study = _load_study(args.config, args.set)
+        study = _load_study(args.config, args.set, args.preset)
         plans = plan(study)
         if study.search is not None:
             s = study.search
@@ -82,6 +82,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{args.config}: valid study '{study.name}': {len(plans)} trials")
             print(describe_plans(plans))
         return 0
+    if args.preset is not None:
+        raise ConfigError("--preset", args.preset, "a study file (this is a trial config; presets belong to studies)")
     spec = _load(args)
     print(f"{args.config}: valid trial '{spec.name}' "
           f"({spec.architecture.name}, {spec.loss.name}, {spec.dataset.name} {spec.dataset.resolution}px, "
@@ -249,7 +251,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_study
 
-    study = _load_study(args.study, args.set)
+    study = _load_study(args.study, args.set, args.preset)
     frame = run_study(study, args.results, address=args.address, resume=args.resume)
     bad = frame[frame["status"].isin(["failed", "running", "pending"])] if len(frame) else frame
     return 0 if not len(bad) else 3
@@ -362,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a trial config or a whole study without running it")
     with_config(p)
+    p.add_argument("--preset", default=None, help="a study's preset (e.g. cpu, gpu) when its file defines presets")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("describe", help="print the resolved config and parameter counts")
@@ -405,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="an existing Ray cluster (default $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--resume", action="store_true", help="continue a study whose driver stopped")
+    p.add_argument("--preset", default=None,
+                   help="which of the study file's presets to run (e.g. cpu, gpu); results go to RESULTS/<name>-<preset>/")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a dotted study key (repeatable), e.g. search.n_trials=4")
     p.set_defaults(func=cmd_run)

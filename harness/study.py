@@ -15,6 +15,7 @@ generation apart from task running in the same way). No Ray import here.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -224,6 +225,9 @@ class StudySpec:
     search: Optional[SearchSpec] = None
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     failures: FailuresSpec = field(default_factory=FailuresSpec)
+    # The preset this study was resolved with (set by parse_study; recorded in the
+    # study.yaml as run, which can itself be run again).
+    preset: Optional[str] = None
 
     def validate(self, path: str) -> None:
         if not _NAME.match(self.name):
@@ -281,11 +285,22 @@ class TrialPlan:
 
 
 # ------------------------------------------------------------------------- loading
-def parse_study(data: Any, base_dir: Optional[os.PathLike] = None) -> StudySpec:
-    """Validate a study mapping; a string ``base`` is loaded relative to ``base_dir``."""
+def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optional[str] = None,
+                overrides: Optional[Dict[str, Any]] = None) -> StudySpec:
+    """Validate a study mapping; a string ``base`` is loaded relative to ``base_dir``.
+
+    A study file may define ``presets``: named sets of dotted overrides of the study itself
+    (``base.optimization.batch_size``, ``fixed_budget.iterations``, ``seeds``,
+    ``resources.gpus`` ...), e.g. ``gpu`` at the authors' scale and ``cpu`` for a laptop.
+    Such a study runs only with a ``preset`` chosen; its name gets ``-<preset>`` appended
+    (unless the preset sets ``name``) so presets never share a results directory, and the
+    study as run records the preset and no longer carries the others. ``overrides`` (the
+    CLI's ``--set``) apply last, after the base file is loaded, so ``base.<path>`` works
+    for a base given as a file too."""
     if not isinstance(data, dict):
         raise ConfigError("study", data, "a YAML mapping with name, base and grid/variants/search")
-    data = dict(data)
+    data = copy.deepcopy(data)
+    presets = data.pop("presets", None)
     base = data.get("base")
     if isinstance(base, str):
         file = Path(base)
@@ -295,14 +310,36 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None) -> StudySpec:
         if not isinstance(loaded, dict):
             raise ConfigError("base", base, "a trial YAML file holding a mapping")
         data["base"] = loaded
+    if presets is not None:
+        if not isinstance(presets, dict) or not presets or not all(isinstance(v, dict) for v in presets.values()):
+            raise ConfigError("presets", presets, "a mapping of preset name -> {dotted.path: value, ...}")
+        names = ", ".join(map(str, presets))
+        if preset is None:
+            raise ConfigError("--preset", None, f"one of {names} (this study file defines presets)")
+        if preset not in presets:
+            raise ConfigError("--preset", preset, f"one of {names}")
+        for key, value in presets[preset].items():
+            if key in ("presets", "preset"):
+                raise ConfigError(f"presets.{preset}.{key}", value, "a study or base setting")
+            try:
+                set_dotted(data, key, value)
+            except ConfigError as err:
+                raise ConfigError(f"presets.{preset}.{err.path}", err.value, err.expected) from None
+        if "name" not in presets[preset] and isinstance(data.get("name"), str):
+            data["name"] = f"{data['name']}-{preset}"
+        data["preset"] = preset
+    elif preset is not None:
+        raise ConfigError("--preset", preset, "a study file that defines presets (this one has none)")
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
     study = build_dataclass(StudySpec, data)
     # Whole-study checks that need the trial schema: run them now, before any scheduling.
     plan(study)
     return study
 
 
-def load_study(file: os.PathLike) -> StudySpec:
-    return parse_study(load_yaml(str(file)), Path(file).parent)
+def load_study(file: os.PathLike, preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> StudySpec:
+    return parse_study(load_yaml(str(file)), Path(file).parent, preset, overrides)
 
 
 def is_study(data: Any) -> bool:

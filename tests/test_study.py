@@ -326,3 +326,67 @@ def test_asha_measures_iterations_or_training_seconds():
     assert scheduler_horizon(timed, spec) == ("train_s", 30.0)
     with pytest.raises(ConfigError, match=r"grace_period: got 30.0; expected a value < the budget \(30.0 train_s\)"):
         parse_study(search_study(**{"fixed_budget": {"seconds": 30.0}, "search.scheduler.grace_period": 30}))
+
+
+# ---------------------------------------------------------------------------- presets
+def preset_study():
+    return {**grid_study(seeds=[0]), "presets": {
+        "gpu": {"base.dataset.resolution": 32, "base.optimization.batch_size": 16, "seeds": [0, 1, 2],
+                "base.device": "cuda",
+                "fixed_budget": {"iterations": 8000}, "resources.gpus": 1},
+        "cpu": {"base.optimization.iterations": 12, "fixed_budget.iterations": 10}}}
+
+
+def test_a_preset_resolves_the_study_and_names_its_results():
+    from harness.study import plan
+
+    gpu = parse_study(preset_study(), preset="gpu")
+    assert gpu.name == "abl-gpu" and gpu.preset == "gpu" and gpu.seeds == [0, 1, 2]
+    assert gpu.base["dataset"]["resolution"] == 32 and gpu.resources.gpus == 1
+    plans = plan(gpu)
+    assert len(plans) == 12 and {p.spec.optimization.iterations for p in plans} == {8000}
+    assert {p.spec.dataset.resolution for p in plans} == {32}
+    cpu = parse_study(preset_study(), preset="cpu")
+    assert cpu.name == "abl-cpu" and {p.spec.optimization.iterations for p in plan(cpu)} == {10}
+    # the study as run (what study.yaml records) parses again as it is, with no --preset
+    again = parse_study(cpu.to_dict())
+    assert again.to_dict() == cpu.to_dict() and again.preset == "cpu"
+    # a preset may name the study itself
+    named = parse_study({**preset_study(), "presets": {"x": {"name": "custom"}}}, preset="x")
+    assert named.name == "custom"
+
+
+def test_preset_errors_are_early_and_name_the_choices():
+    with pytest.raises(ConfigError, match=r"--preset: got None; expected one of gpu, cpu \(this study file defines"):
+        parse_study(preset_study())
+    with pytest.raises(ConfigError, match="--preset: got 'tpu'; expected one of gpu, cpu"):
+        parse_study(preset_study(), preset="tpu")
+    with pytest.raises(ConfigError, match="--preset: got 'cpu'; expected a study file that defines presets"):
+        parse_study(grid_study(), preset="cpu")
+    with pytest.raises(ConfigError, match="presets: got"):
+        parse_study({**grid_study(), "presets": {"cpu": 3}}, preset="cpu")
+    bad = {**grid_study(), "presets": {"cpu": {"base.optimization.itrations": 5}}}
+    with pytest.raises(ConfigError, match="itrations"):
+        parse_study(bad, preset="cpu")
+    with pytest.raises(ConfigError, match="presets.cpu.regularizers\\[r1\\].weight"):
+        parse_study({**grid_study(), "presets": {"cpu": {"regularizers[r1].weight": 1}}}, preset="cpu")
+
+
+def test_cli_presets_and_set_on_a_base_file(tmp_path, capsys):
+    from harness.cli import main
+
+    base_file = tmp_path / "base.yaml"
+    base_file.write_text(yaml.safe_dump(tiny_config(**{"eval.metrics": ["swd"]})))
+    study = {**preset_study(), "base": "base.yaml"}
+    f = tmp_path / "study.yaml"
+    f.write_text(yaml.safe_dump(study))
+    assert main(["validate", str(f), "--preset", "cpu", "--set", "base.optimization.lr_g=0.005"]) == 0
+    assert "valid study 'abl-cpu': 4 trials" in capsys.readouterr().out
+    loaded = parse_study(yaml.safe_load(f.read_text()), tmp_path, "cpu", {"base.optimization.lr_g": 0.005})
+    assert loaded.base["optimization"]["lr_g"] == 0.005 and loaded.base["dataset"]["name"] == "shapes"
+    assert main(["validate", str(f)]) == 2
+    assert "--preset: got None; expected one of cpu, gpu" in capsys.readouterr().err  # yaml.safe_dump sorts keys
+    assert main(["run", str(f), "--preset", "tpu", "--results", str(tmp_path / "r")]) == 2
+    assert "--preset: got 'tpu'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["validate", str(base_file), "--preset", "cpu"]) == 2
+    assert "presets belong to studies" in capsys.readouterr().err
