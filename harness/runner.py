@@ -340,6 +340,9 @@ class StudyRunner:
         atomic_write_text(file, yaml.safe_dump(as_run, sort_keys=False))
         atomic_write_json(self.root / "plan.json", [{"trial_id": p.trial_id, "phase": p.phase, "labels": p.labels}
                                                      for p in self.plans])
+        from harness.prepare import ensure_prerequisites
+
+        ensure_prerequisites(self.study, self.plans, self.root, lambda line: self.out(f"[{self.study.name}] {line}"))
 
     # -- phases ------------------------------------------------------------------------
     def run(self) -> "Any":

@@ -225,6 +225,10 @@ class StudySpec:
     search: Optional[SearchSpec] = None
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     failures: FailuresSpec = field(default_factory=FailuresSpec)
+    # Transfer source models the study needs: zoo name -> the trial config (a mapping, or
+    # a path relative to the study file) that pretrains it. `ganbench run` pretrains the
+    # missing ones before scheduling; trials validate against them before that.
+    sources: Dict[str, Any] = field(default_factory=dict)
     # The preset this study was resolved with (set by parse_study; recorded in the
     # study.yaml as run, which can itself be run again).
     preset: Optional[str] = None
@@ -241,6 +245,13 @@ class StudySpec:
                 raise ConfigError(f"seeds[{i}]", seed, "an integer >= 0")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", self.seeds, "distinct seeds")
+        from harness.data.cache import valid_name
+
+        for name, config in self.sources.items():
+            if not isinstance(name, str) or not valid_name(name):
+                raise ConfigError(f"sources.{name}", name, "a zoo name: letters, digits, '.', '_', '-'")
+            if not isinstance(config, dict):
+                raise ConfigError(f"sources.{name}", config, "a trial config mapping (or a path to a trial YAML)")
         for key, values in self.grid.items():
             split_path(key)
             if key in (_SEED_PATH, "threads"):
@@ -301,15 +312,12 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
         raise ConfigError("study", data, "a YAML mapping with name, base and grid/variants/search")
     data = copy.deepcopy(data)
     presets = data.pop("presets", None)
-    base = data.get("base")
-    if isinstance(base, str):
-        file = Path(base)
-        if not file.is_absolute() and base_dir is not None:
-            file = Path(base_dir) / file
-        loaded = load_yaml(str(file))
-        if not isinstance(loaded, dict):
-            raise ConfigError("base", base, "a trial YAML file holding a mapping")
-        data["base"] = loaded
+    if isinstance(data.get("base"), str):
+        data["base"] = _load_mapping(data["base"], base_dir, "base")
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        data["sources"] = {name: _load_mapping(config, base_dir, f"sources.{name}") if isinstance(config, str)
+                           else config for name, config in sources.items()}
     if presets is not None:
         if not isinstance(presets, dict) or not presets or not all(isinstance(v, dict) for v in presets.values()):
             raise ConfigError("presets", presets, "a mapping of preset name -> {dotted.path: value, ...}")
@@ -336,6 +344,17 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
     # Whole-study checks that need the trial schema: run them now, before any scheduling.
     plan(study)
     return study
+
+
+def _load_mapping(file: str, base_dir: Optional[os.PathLike], path: str) -> Dict[str, Any]:
+    """A trial YAML named by a study (relative to the study file's folder)."""
+    target = Path(file)
+    if not target.is_absolute() and base_dir is not None:
+        target = Path(base_dir) / target
+    loaded = load_yaml(str(target))
+    if not isinstance(loaded, dict):
+        raise ConfigError(path, file, "a trial YAML file holding a mapping")
+    return loaded
 
 
 def load_study(file: os.PathLike, preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> StudySpec:
@@ -400,9 +419,48 @@ def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict
         set_dotted(data, path, target // batch)
 
 
+def source_specs(study: StudySpec) -> Dict[str, TrialSpec]:
+    """The validated trial config of each of the study's ``sources``."""
+    out = {}
+    for name, config in study.sources.items():
+        try:
+            out[name] = parse_trial(config)
+        except ConfigError as err:
+            raise ConfigError(f"sources.{name}.{err.path}", err.value, err.expected) from None
+    return out
+
+
+def planned_sources(study: StudySpec) -> Dict[str, Dict[str, Any]]:
+    """Cards of the study's sources that the zoo lacks (to validate trials against); a
+    source the zoo already holds must have been pretrained from the same config."""
+    from harness import zoo
+
+    cards = {}
+    for name, spec in source_specs(study).items():
+        entry = zoo.zoo_dir() / name
+        if (entry / zoo.CARD).is_file():
+            card = zoo.read_card(entry)
+            theirs, mine = card.get("trial_config") or {}, spec.to_dict()
+            if theirs != mine:
+                diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+                raise ConfigError(f"sources.{name}", name, f"a source the zoo does not already hold from another "
+                                  f"config: {entry} was pretrained with different {', '.join(diff)}; remove that "
+                                  "entry to pretrain this one, or give this source another name")
+        else:
+            cards[name] = zoo.planned_card(name, spec)
+    return cards
+
+
 def plan(study: StudySpec) -> List[TrialPlan]:
     """Every trial of a grid/variants study (or, for a search, validates its space and
     returns no plans: search trials are proposed by the sampler while the study runs)."""
+    from harness import zoo
+
+    with zoo.planned(planned_sources(study)):
+        return _plan(study)
+
+
+def _plan(study: StudySpec) -> List[TrialPlan]:
     base = base_spec(study)
     if study.search is not None:
         check_search(study, base)

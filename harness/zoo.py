@@ -24,8 +24,9 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -99,15 +100,47 @@ def check_compatible(card: Dict[str, Any], spec: Any, prefix: str = "") -> None:
                               f"{card[field]} (the {field} of source model {src})")
 
 
+# Source models a study will pretrain before it schedules its trials (its ``sources:``),
+# by name: cards built from their trial configs, so the study's trials validate against
+# them now. A real zoo entry of the same name always wins. See :func:`planned`.
+_PLANNED: Dict[str, Dict[str, Any]] = {}
+
+
+def planned_card(name: str, spec: Any) -> Dict[str, Any]:
+    """The parts of a card validation reads, for a source not trained yet."""
+    return {"format": FORMAT, "name": name, "planned": True,
+            "architecture": {"name": spec.architecture.name,
+                             "kwargs": _resolved_arch_kwargs(spec.architecture.name, spec.architecture.kwargs,
+                                                             f"sources.{name}.architecture.kwargs")},
+            "resolution": spec.dataset.resolution, "channels": spec.dataset.channels}
+
+
+@contextmanager
+def planned(cards: Dict[str, Dict[str, Any]]) -> Iterator[None]:
+    """Within the block, ``transfer.source: NAME`` validates against ``cards[NAME]`` when
+    the zoo has no entry NAME yet."""
+    saved = dict(_PLANNED)
+    _PLANNED.update(cards)
+    try:
+        yield
+    finally:
+        _PLANNED.clear()
+        _PLANNED.update(saved)
+
+
 def check_source(spec: Any, method: str, prefix: str = "") -> Dict[str, Any]:
     """Validation of ``transfer.source`` for methods that start from a source model."""
-    if spec.transfer.source is None:
+    source = spec.transfer.source
+    if source is None:
         names = list_models()
         raise ConfigError(f"{prefix}transfer.source", None,
                           f"a source model for transfer method {method}: a zoo name ("
                           + (", ".join(names) if names else "the zoo is empty; fill it with ganbench pretrain")
                           + ") or a zoo entry's directory")
-    card = read_card(resolve(spec.transfer.source, f"{prefix}transfer.source"))
+    if source in _PLANNED and not (valid_name(source) and (zoo_dir() / source / CARD).is_file()):
+        card = _PLANNED[source]
+    else:
+        card = read_card(resolve(source, f"{prefix}transfer.source"))
     check_compatible(card, spec, prefix)
     return card
 

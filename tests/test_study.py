@@ -390,3 +390,80 @@ def test_cli_presets_and_set_on_a_base_file(tmp_path, capsys):
     assert "--preset: got 'tpu'" in capsys.readouterr().err and not (tmp_path / "r").exists()
     assert main(["validate", str(base_file), "--preset", "cpu"]) == 2
     assert "presets belong to studies" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- prerequisites
+def source_config(**overrides):
+    return tiny_config(**{"name": "src", "optimization.iterations": 10, "eval.every": 0, "eval.metrics": [],
+                          "sample_every": 0, "checkpoint_every": 10, **overrides})
+
+
+def transfer_study(**extra):
+    base = tiny_config(**{"eval.metrics": ["swd"], "optimization.iterations": 10, "eval.every": 10,
+                          "transfer": {"method": "finetune", "source": "src16"}})
+    data = {"name": "tr", "base": base, "grid": {"transfer.method": ["finetune", "freezed"]},
+            "sources": {"src16": source_config()}}
+    data.update(extra)
+    return data
+
+
+def test_a_study_pretrains_its_missing_source_before_its_trials(tmp_path):
+    from harness import zoo
+    from harness.runner import StudyRunner
+
+    assert zoo.list_models() == []
+    study = parse_study(transfer_study())  # trials validate against the planned source
+    lines = []
+    runner = StudyRunner(study, tmp_path, out=lines.append)
+    runner.prepare()
+    assert zoo.list_models() == ["src16"]
+    card = zoo.read_card(zoo.zoo_dir() / "src16")
+    assert card["iterations"] == 10 and card["resolution"] == 16
+    assert (tmp_path / "tr" / "sources" / "src16" / "status.json").exists()
+    assert any("pretraining source model src16" in line for line in lines)
+    result = run_trial(runner.plans[1].spec, tmp_path / "t")  # freezed, from the real entry now
+    assert result.status == "completed"
+    # a second study with the same source finds it and pretrains nothing
+    lines.clear()
+    StudyRunner(parse_study(transfer_study(name="tr2")), tmp_path, out=lines.append).prepare()
+    assert not any("pretraining" in line for line in lines)
+
+
+def test_source_errors_are_early(tmp_path):
+    from harness import zoo
+    from harness.runner import StudyRunner
+
+    # a trial that does not fit the source's shapes is refused before anything is trained
+    with pytest.raises(ConfigError, match=r"dataset.resolution: got 16; expected 8 \(the resolution of source model src16"):
+        parse_study(transfer_study(sources={"src16": source_config(**{"dataset.resolution": 8})}))
+    with pytest.raises(ConfigError, match="sources.src16.optimization.itrations"):
+        parse_study(transfer_study(sources={"src16": source_config(**{"optimization.itrations": 3})}))
+    with pytest.raises(ConfigError, match="sources.bad name"):
+        parse_study(transfer_study(sources={"bad name": source_config()}))
+    # without sources: the zoo must already hold it
+    with pytest.raises(ConfigError, match="transfer.source: got 'src16'; expected a model in the zoo"):
+        parse_study(transfer_study(sources={}))
+    # the zoo holds src16 from another config: refused, not silently reused
+    StudyRunner(parse_study(transfer_study()), tmp_path, out=lambda line: None).prepare()
+    other = transfer_study(name="tr3", sources={"src16": source_config(**{"optimization.lr_g": 0.01})})
+    with pytest.raises(ConfigError, match="sources.src16: .*pretrained with different optimization"):
+        parse_study(other)
+    assert zoo.list_models() == ["src16"]
+
+
+def test_a_study_builds_the_datasets_it_uses(tmp_path):
+    from harness.data.cache import dataset_path
+    from harness.prepare import missing_datasets
+    from harness.runner import StudyRunner
+
+    base = tiny_config(**{"dataset": {"name": "lfw-faces", "resolution": 16, "channels": 3}, "eval.metrics": []})
+    study = parse_study({"name": "lfw", "base": base, "seeds": [0, 1]})
+    from harness.study import plan
+
+    assert missing_datasets(p.spec for p in plan(study)) == [("lfw-faces", 16)]
+    lines = []
+    StudyRunner(study, tmp_path, out=lines.append).prepare()
+    assert dataset_path("lfw-faces", 16).exists()
+    assert [line for line in lines if "building dataset" in line] == [
+        "[lfw] building dataset lfw-faces at 16 px (once; cached for every later trial)"]
+    assert missing_datasets(p.spec for p in plan(study)) == []
