@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the quickstart: build the 110 emoji faces, train one real trial on them (CPU).
+## Run the quickstart study: build the emoji datasets, pretrain the transfer source once,
+## run 6 trials (scratch / finetune / minegan x 2 seeds, 60 s each) on an embedded Ray,
+## print the comparison against scratch and write the HTML report. Rerun: resumes.
 demo: $(STAMP)
-	$(VENV)/bin/ganbench data build emoji-faces --resolution 32
-	$(VENV)/bin/ganbench trial studies/trials/dcgan-emoji-faces-cpu.yaml --out $(RESULTS)/demo/dcgan-emoji-faces-cpu
+	@if [ -f $(RESULTS)/quickstart/study.yaml ]; then resume=--resume; else resume=; fi; \
+	$(VENV)/bin/ganbench run studies/quickstart.yaml --results $(RESULTS) $$resume
 	@echo
-	@echo "Outputs: $(RESULTS)/demo/dcgan-emoji-faces-cpu/ (metrics.jsonl, samples/, checkpoints/, status.json)"
+	$(VENV)/bin/ganbench table $(RESULTS)/quickstart --kind pairwise
+	$(VENV)/bin/ganbench report $(RESULTS)/quickstart
 
 ## Run the test suite (unit + tiny end-to-end); benchmarks are skipped here.
 test: $(STAMP)

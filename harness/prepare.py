@@ -17,6 +17,7 @@ datasets and sources must be prepared on every node (``ganbench data build``,
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, List, Tuple
 
@@ -65,7 +66,7 @@ def ensure_sources(study, root: Path, out: Callable[[str], None] = print) -> Lis
         record = Path(root) / "sources" / name
         out(f"pretraining source model {name} ({specs[name].architecture.name}, {specs[name].dataset.name} "
             f"{specs[name].dataset.resolution} px, {specs[name].optimization.iterations} iterations) in {record}")
-        result = run_trial(specs[name], record)
+        result = run_trial(specs[name], record, progress=sys.stderr.isatty())
         if result.status != "completed":
             raise ConfigError(f"sources.{name}", result.status, f"a source trial that completes (it ended "
                               f"{result.status}: {result.error}; its record: {record})")

@@ -307,7 +307,12 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
     (unless the preset sets ``name``) so presets never share a results directory, and the
     study as run records the preset and no longer carries the others. ``overrides`` (the
     CLI's ``--set``) apply last, after the base file is loaded, so ``base.<path>`` works
-    for a base given as a file too."""
+    for a base given as a file too.
+
+    ``set`` (dotted base paths -> values) changes the base for every trial ("this trial
+    file, but evaluated every 200 iterations"); it is folded into the base after the
+    preset, so the study as run records the resulting base.
+    """
     if not isinstance(data, dict):
         raise ConfigError("study", data, "a YAML mapping with name, base and grid/variants/search")
     data = copy.deepcopy(data)
@@ -338,6 +343,15 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
         data["preset"] = preset
     elif preset is not None:
         raise ConfigError("--preset", preset, "a study file that defines presets (this one has none)")
+    common = data.pop("set", None)
+    if common is not None:
+        if not isinstance(common, dict) or not isinstance(data.get("base"), dict):
+            raise ConfigError("set", common, "a mapping of dotted base paths -> values (applied to the base)")
+        for key, value in common.items():
+            try:
+                set_dotted(data["base"], key, value)
+            except ConfigError as err:
+                raise ConfigError(f"set.{err.path}", err.value, err.expected) from None
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
     study = build_dataclass(StudySpec, data)
@@ -633,7 +647,7 @@ def describe_plans(plans: List[TrialPlan]) -> str:
     for p in plans:
         label = ", ".join(f"{k}={v}" for k, v in p.labels.items())
         o = p.spec.optimization
-        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, "
-                     f"{o.iterations} it)")
+        budget = f"{o.iterations} it" if o.time_budget_s is None else f"{o.time_budget_s:g} s of training, at most {o.iterations} it"
+        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, {budget})")
     return "\n".join(lines)
 

@@ -467,3 +467,20 @@ def test_a_study_builds_the_datasets_it_uses(tmp_path):
     assert [line for line in lines if "building dataset" in line] == [
         "[lfw] building dataset lfw-faces at 16 px (once; cached for every later trial)"]
     assert missing_datasets(p.spec for p in plan(study)) == []
+
+
+def test_study_set_changes_the_base_of_every_trial(tmp_path):
+    from harness.study import plan
+
+    base_file = tmp_path / "base.yaml"
+    base_file.write_text(yaml.safe_dump(tiny_config(**{"eval.metrics": ["swd"]})))
+    data = {**grid_study(seeds=[0]), "base": "base.yaml", "set": {"eval.every": 5, "optimization.lr_g": 0.001},
+            "presets": {"slow": {"set.eval.every": 7}}}
+    study = parse_study(data, tmp_path, preset="slow")
+    assert study.base["eval"]["every"] == 7 and study.base["optimization"]["lr_g"] == 0.001
+    assert {p.spec.eval.every for p in plan(study)} == {7}
+    assert "set" not in study.to_dict()  # folded into the base the study records
+    with pytest.raises(ConfigError, match="set: got 3; expected a mapping of dotted base paths"):
+        parse_study({**grid_study(), "set": 3})
+    with pytest.raises(ConfigError, match="base.eval.evry"):
+        parse_study({**grid_study(), "set": {"eval.evry": 3}})
