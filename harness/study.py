@@ -303,7 +303,9 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
     A study file may define ``presets``: named sets of dotted overrides of the study itself
     (``base.optimization.batch_size``, ``fixed_budget.iterations``, ``seeds``,
     ``resources.gpus`` ...), e.g. ``gpu`` at the authors' scale and ``cpu`` for a laptop.
-    Such a study runs only with a ``preset`` chosen; its name gets ``-<preset>`` appended
+    A preset may also name another ``base`` or source file (``base: presets/x.yaml``) and
+    then override keys inside it; entries apply in order. Such a study runs only with a
+    ``preset`` chosen; its name gets ``-<preset>`` appended
     (unless the preset sets ``name``) so presets never share a results directory, and the
     study as run records the preset and no longer carries the others. ``overrides`` (the
     CLI's ``--set``) apply last, after the base file is loaded, so ``base.<path>`` works
@@ -317,12 +319,7 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
         raise ConfigError("study", data, "a YAML mapping with name, base and grid/variants/search")
     data = copy.deepcopy(data)
     presets = data.pop("presets", None)
-    if isinstance(data.get("base"), str):
-        data["base"] = _load_mapping(data["base"], base_dir, "base")
-    sources = data.get("sources")
-    if isinstance(sources, dict):
-        data["sources"] = {name: _load_mapping(config, base_dir, f"sources.{name}") if isinstance(config, str)
-                           else config for name, config in sources.items()}
+    _load_references(data, base_dir)
     if presets is not None:
         if not isinstance(presets, dict) or not presets or not all(isinstance(v, dict) for v in presets.values()):
             raise ConfigError("presets", presets, "a mapping of preset name -> {dotted.path: value, ...}")
@@ -338,6 +335,7 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
                 set_dotted(data, key, value)
             except ConfigError as err:
                 raise ConfigError(f"presets.{preset}.{err.path}", err.value, err.expected) from None
+            _load_references(data, base_dir)  # a preset may name another base / source file
         if "name" not in presets[preset] and isinstance(data.get("name"), str):
             data["name"] = f"{data['name']}-{preset}"
         data["preset"] = preset
@@ -358,6 +356,17 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
     # Whole-study checks that need the trial schema: run them now, before any scheduling.
     plan(study)
     return study
+
+
+def _load_references(data: Dict[str, Any], base_dir: Optional[os.PathLike]) -> None:
+    """Replace a ``base`` or ``sources.NAME`` given as a file path by the mapping it holds."""
+    if isinstance(data.get("base"), str):
+        data["base"] = _load_mapping(data["base"], base_dir, "base")
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        for name, config in sources.items():
+            if isinstance(config, str):
+                sources[name] = _load_mapping(config, base_dir, f"sources.{name}")
 
 
 def _load_mapping(file: str, base_dir: Optional[os.PathLike], path: str) -> Dict[str, Any]:

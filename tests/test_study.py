@@ -484,3 +484,18 @@ def test_study_set_changes_the_base_of_every_trial(tmp_path):
         parse_study({**grid_study(), "set": 3})
     with pytest.raises(ConfigError, match="base.eval.evry"):
         parse_study({**grid_study(), "set": {"eval.evry": 3}})
+
+
+def test_a_preset_can_swap_the_base_and_source_files(tmp_path):
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(tiny_config(**{"eval.metrics": ["swd"]})))
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(tiny_config(**{"eval.metrics": ["swd"],
+                                                                       "dataset.resolution": 32})))
+    (tmp_path / "src.yaml").write_text(yaml.safe_dump(source_config()))
+    data = {"name": "swap", "base": "small.yaml", "sources": {"s16": "src.yaml"},
+            "presets": {"big": {"base": "big.yaml", "base.optimization.lr_g": 0.003,
+                                "sources": {"s32": "src.yaml"}, "sources.s32.dataset.resolution": 32}}}
+    big = parse_study({**data, "presets": {**data["presets"], "small": {}}}, tmp_path, preset="big")
+    assert big.base["dataset"]["resolution"] == 32 and big.base["optimization"]["lr_g"] == 0.003
+    assert list(big.sources) == ["s32"] and big.sources["s32"]["dataset"]["resolution"] == 32
+    small = parse_study({**data, "presets": {**data["presets"], "small": {}}}, tmp_path, preset="small")
+    assert small.base["dataset"]["resolution"] == 16 and list(small.sources) == ["s16"]
