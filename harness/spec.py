@@ -241,7 +241,8 @@ def regularizer_path(spec: "TrialSpec", name: str, prefix: str = "") -> str:
     return f"{prefix}regularizers"
 
 
-_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])*)$")
+# Keys may hold '-' (zoo names such as sources.emoji-google-32 are keys of a study).
+_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)((?:\[[^\[\]]+\])*)$")
 
 
 def split_path(dotted: str) -> List[Any]:

@@ -2,6 +2,7 @@
 early errors, objective values, the summary table, and the time budget of a trial."""
 import json
 import math
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -499,3 +500,21 @@ def test_a_preset_can_swap_the_base_and_source_files(tmp_path):
     assert list(big.sources) == ["s32"] and big.sources["s32"]["dataset"]["resolution"] == 32
     small = parse_study({**data, "presets": {**data["presets"], "small": {}}}, tmp_path, preset="small")
     assert small.base["dataset"]["resolution"] == 16 and list(small.sources) == ["s16"]
+
+
+# ------------------------------------------------------------------ shipped study files
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("file", STUDIES, ids=[f.stem for f in STUDIES])
+def test_every_shipped_study_validates_under_each_preset(file):
+    """Every study file in studies/ (and each of its presets) plans without error — with an
+    empty zoo, so transfer sources are validated as planned, before any pretraining."""
+    from harness.study import load_study, plan
+
+    data = yaml.safe_load(file.read_text())
+    presets = list(data.get("presets") or {}) or [None]
+    for preset in presets:
+        study = load_study(file, preset)
+        assert study.name == (data["name"] if preset is None else f"{data['name']}-{preset}")
+        assert plan(study) or study.search is not None

@@ -1,6 +1,8 @@
 """What the transfer methods that start from a source model share."""
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, Optional, Tuple
 
 import torch
@@ -18,6 +20,23 @@ def build_on_meta(spec: Any) -> Tuple[Generator, Discriminator]:
         arch = ARCHITECTURES.build(spec.architecture.name, spec.architecture.kwargs, "architecture.name",
                                    resolution=spec.dataset.resolution, channels=spec.dataset.channels)
         return arch.make_generator(), arch.make_discriminator()
+
+
+@functools.lru_cache(maxsize=64)
+def _d_blocks(arch: str, kwargs_json: str, resolution: int, channels: int) -> int:
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(architecture=SimpleNamespace(name=arch, kwargs=json.loads(kwargs_json)),
+                           dataset=SimpleNamespace(resolution=resolution, channels=channels))
+    return len(build_on_meta(spec)[1].blocks())
+
+
+def d_block_count(spec: Any) -> int:
+    """How many blocks D has (cached per architecture, kwargs, resolution, channels: a study
+    validates many trials of one shape, and building a large D even on the meta device
+    costs seconds — spectral norm initialises itself)."""
+    return _d_blocks(spec.architecture.name, json.dumps(spec.architecture.kwargs, sort_keys=True, default=str),
+                     spec.dataset.resolution, spec.dataset.channels)
 
 
 class FromSource(Transfer):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import ConfigError
 from harness.registry import TRANSFERS
-from variants.transfer.common import FromSource, build_on_meta
+from variants.transfer.common import FromSource, d_block_count
 
 
 @dataclass
@@ -23,8 +23,7 @@ class FreezeD(FromSource):
 
     @classmethod
     def check_config(cls, params, spec, prefix):
-        _, D = build_on_meta(spec)
-        n = len(D.blocks())
+        n = d_block_count(spec)
         if params.layers >= n:
             raise ConfigError(f"{prefix}transfer.kwargs.layers", params.layers,
                               f"1..{n - 1} ({spec.architecture.name}'s D has {n} blocks here, the last "
