@@ -215,10 +215,17 @@ def test_ablation_table_of_named_variants_shows_what_each_changes():
                                      "regularizers": [{"name": "cr", "weight": 10}],
                                      "optimization.batch_size": 16}}]}
     values = {v["name"]: [("completed", 50.0 - i)] for i, v in enumerate(study["variants"])}
-    extra = {v["name"]: {"config.optimization.batch_size": v["set"].get("optimization.batch_size", 24)}
+    # the resolved configs: what each variant changes, with the kwargs / sources that come
+    # with a method (they follow from it and get no column of their own)
+    extra = {v["name"]: {"config.optimization.batch_size": v["set"].get("optimization.batch_size", 24),
+                         "config.transfer.name": v["set"]["transfer.name"],
+                         "config.transfer.kwargs": "{}" if v["name"] == "scratch" else '{"mine_iterations": 500}',
+                         "config.augment.policy": v["set"].get("augment.policy", "none"),
+                         "config.regularizers": json.dumps([{"name": "cr", "weight": 10.0, "kwargs": {}}]
+                                                           if "regularizers" in v["set"] else [])}
              for v in study["variants"]}
     table = ablation_table(fake_results(values, study=study, extra=extra))
-    assert table.columns == ["configuration", "minegan", "diffaugment", "cr(weight=10)", "optimization.batch_size",
+    assert table.columns == ["configuration", "minegan", "diffaugment", "cr", "optimization.batch_size",
                              "n", "best.fid", "95% CI"]
     assert [[c.text for c in row[1:5]] for row in table.rows] == [
         ["", "", "", "24"], ["✓", "", "", "24"], ["✓", "✓", "", "24"], ["✓", "✓", "✓", "16"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import stats
@@ -253,6 +254,66 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
 
 
 # -------------------------------------------------------------------- ablation table
+def _header_value(value: Any) -> str:
+    """A ✓ column's header: a regularizer list by its names ("cr", "cr+r1"), else compact."""
+    if isinstance(value, str) and value[:1] == "[":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return "+".join(str(v["name"]) for v in value)
+    return short_value(value)
+
+
+def _variant_factor_columns(variants: List[Dict[str, Any]], firsts: List[Dict[str, Any]]) -> List[Tuple[str, Any]]:
+    """Factors of a named-variant study, read from the resolved configs of its rows: every
+    config column under a path some variant sets that differs between configurations,
+    unless its values follow from an earlier column of the same setting (a transfer
+    method's kwargs and source follow from the method).
+    The first configuration's value is the baseline; numeric columns show their values."""
+    paths = []
+    for v in variants:
+        for path in (v.get("set") or {}):
+            top = f"config.{path.split('[')[0]}"
+            if top not in paths:
+                paths.append(top)
+    columns: List[Tuple[str, str]] = []
+    for top in paths:
+        setting = ".".join(top.split(".")[:2])  # config.transfer: its method, source, kwargs
+        for c in (firsts[0] if firsts else {}):
+            if (c == top or c.startswith(top + ".")) and c not in [col for _, col in columns]:
+                columns.append((setting, c))
+    kept: Dict[str, List[List[str]]] = {}
+    out: List[Tuple[str, Any]] = []
+    for top, c in columns:
+        values = [json.dumps(f.get(c), sort_keys=True, default=str) for f in firsts]
+        if len(set(values)) < 2 or _follows(kept.get(top, []), values):
+            continue
+        kept.setdefault(top, []).append(values)
+        raw = [f.get(c) for f in firsts]
+        if all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in raw if v is not None):
+            out.append((c[len("config."):], lambda row, col=c: fmt(row.get(col))))
+            continue
+        for value in dict.fromkeys(values[1:]):
+            if value == values[0]:
+                continue
+            shown = _header_value(json.loads(value))
+            out.append((shown, lambda row, col=c, val=value: "✓" if json.dumps(row.get(col), sort_keys=True,
+                                                                              default=str) == val else ""))
+    headers = [h for h, _ in out]
+    return [(h if headers.count(h) == 1 else f"{h} ({i})", fn) for i, (h, fn) in enumerate(out)]
+
+
+def _follows(kept: List[List[str]], values: List[str]) -> bool:
+    """Whether ``values`` is a function of one already kept column (same key, same value)."""
+    for prev in kept:
+        mapping: Dict[str, str] = {}
+        if all(mapping.setdefault(k, v) == v for k, v in zip(prev, values)):
+            return True
+    return False
+
+
 def _factor_columns(results: StudyResults, groups) -> List[Tuple[str, Any]]:
     """(header, function(first_row) -> cell text) for the ✓ / value columns of an ablation."""
     study = results.study
@@ -266,24 +327,7 @@ def _factor_columns(results: StudyResults, groups) -> List[Tuple[str, Any]]:
 
     variants = study.get("variants") or []
     if variants:
-        base_set = variants[0].get("set", {})
-        by_name = {v["name"]: v.get("set", {}) for v in variants}
-        pairs: Dict[Tuple[str, str], None] = {}
-        numeric: Dict[str, None] = {}
-        for v in variants:
-            for path, value in (v.get("set") or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    numeric[path] = None
-                elif short_value(base_set.get(path, object())) != short_value(value):
-                    pairs[(path, short_value(value))] = None
-        for path, value in pairs:
-            header = value if sum(1 for _, w in pairs if w == value) == 1 else f"{path}={value}"
-            cols.append((header, lambda row, p=path, val=value: "✓" if short_value(
-                (by_name.get(labels_of(row).get("variant")) or {}).get(p, object())) == val else ""))
-        for path in numeric:
-            column = f"config.{path.split('[')[0]}"
-            cols.append((path, lambda row, c=column, p=path: fmt(row.get(c)) if "[" not in p and c in row else
-                         fmt((by_name.get(labels_of(row).get("variant")) or {}).get(p))))
+        cols += _variant_factor_columns(variants, [g.iloc[0].to_dict() for _, g in groups])
     for path, values in (study.get("grid") or {}).items():
         values = list(values)
         if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
