@@ -451,8 +451,16 @@ class StudyRunner:
             return
         for trial in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             ostudy.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            self.out(f"[{self.study.name}/search] optuna trial {trial.number} was asked but never run (the driver "
-                     "died before Tune recorded it): marked FAIL")
+            self.out(f"[{self.study.name}/search] optuna trial {trial.number} was asked but never run to the end "
+                     "(the driver died before Tune recorded it): marked FAIL")
+            # It may have started (its record says running): end that record too, or the
+            # study would show a trial running for ever. Final, like a scheduler's stop.
+            record = TrialRecord(self.root / "trials" / f"search-{trial.number:04d}")
+            current = record.status()
+            if record.root.is_dir() and (current is None or current.get("status") == "running"):
+                record.set_status("stopped", iteration=(current or {}).get("iteration", 0),
+                                  error="abandoned: the driver was killed while this trial ran and Ray Tune did not "
+                                        "restore it; the search ran another trial in its place")
 
     def _tune_config(self, phase: str):
         from ray.tune import TuneConfig

@@ -152,8 +152,10 @@ def test_shipped_configs_validate():
     assert len(files) >= 11
     studies = 0
     for f in files:
-        if is_study(load_yaml(str(f))):
-            plan(load_study(f))
+        data = load_yaml(str(f))
+        if is_study(data):
+            for preset in list(data.get("presets") or {}) or [None]:
+                plan(load_study(f, preset))
             studies += 1
         else:
             load_trial(str(f))

@@ -518,3 +518,24 @@ def test_every_shipped_study_validates_under_each_preset(file):
         study = load_study(file, preset)
         assert study.name == (data["name"] if preset is None else f"{data['name']}-{preset}")
         assert plan(study) or study.search is not None
+
+
+def test_an_abandoned_search_trial_is_ended_not_left_running(tmp_path):
+    """A driver killed just after Tune started a search trial but before its experiment
+    snapshot: the resumed search never owns that trial. Its Optuna trial is told FAIL and
+    its record, which says running, is ended as stopped with the reason."""
+    from harness.runner import StudyRunner
+    from harness.store import TrialRecord
+
+    study = parse_study(search_study())
+    runner = StudyRunner(study, tmp_path, out=lambda line: None)
+    runner.prepare()
+    ostudy = optuna.create_study(study_name="srch", storage=f"sqlite:///{runner.root / 'optuna.db'}")
+    number = ostudy.ask().number
+    record = TrialRecord(runner.root / "trials" / f"search-{number:04d}")
+    record.create()
+    record.set_status("running", iteration=0)
+    runner._fail_orphaned_optuna_trials()
+    assert ostudy.trials[number].state == optuna.trial.TrialState.FAIL
+    status = record.status()
+    assert status["status"] == "stopped" and status["error"].startswith("abandoned: the driver was killed")
