@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from harness.analysis import plots
 from harness.analysis.leaderboard import leaderboard
 from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study
-from harness.analysis.table import fmt
+from harness.analysis.table import Cell, Table, fmt
 from harness.analysis.tables import ablation_table, comparison_table, metric_columns, pairwise_table, protocols
 from harness.errors import ConfigError
 from harness.store import atomic_write_text
@@ -59,11 +59,10 @@ def _table_html(build: Callable[[], Any]) -> str:
 
 
 def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v) if not isinstance(v, str) else v)}</td>" for v in row)
-                   + "</tr>" for row in rows)
-    return (f'<div class="gb-scroll"><table class="gb-table" id="{name}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
+    """A listing (statuses, protocols, failures) through the one Table renderer."""
+    cells = [[Cell(v if isinstance(v, str) else fmt(v)) for v in row] for row in rows]
+    table = Table("", list(columns), cells, data=None, align=["l"] * len(columns), name=name)
+    return '<div class="gb-scroll">' + table.to_html() + "</div>"
 
 
 def _status_section(res: StudyResults) -> str:
