@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from harness.metrics import evaluate
 from harness.metrics import extractors as ex
-from harness.metrics.stats import (GaussianStats, density_coverage, frechet_distance, kernel_inception_distance,
-                                   precision_recall)
+from harness.metrics.stats import (GaussianStats, density_coverage, frechet_distance, inception_score,
+                                   kernel_inception_distance, precision_recall)
 from harness.interfaces import EvalContext
 
 
@@ -126,6 +126,33 @@ def test_fd_effnet_ranks_real_data_sensibly():
     assert fd["other half"] < fd["blurred"] < fd["noise"], fd
     kid = {k: v["kid_effnet"] for k, v in scores.items()}
     assert kid["other half"] < kid["blurred"] < kid["noise"], kid
+
+
+def test_inception_score_bounds():
+    # Constant predictions: 1. Confident predictions spread evenly over k classes: k.
+    assert inception_score(np.zeros((40, 1000)))["is"] == pytest.approx(1.0)
+    confident = np.tile(30.0 * np.eye(8), (10, 1))  # 80 samples, 8 classes, 10 each
+    one = inception_score(confident, splits=1)
+    assert one["is"] == pytest.approx(8.0, rel=1e-6) and one["splits"] == 1
+    # 10 splits of 8 consecutive rows: each split again holds all 8 classes once.
+    ten = inception_score(confident, splits=10)
+    assert ten["is"] == pytest.approx(8.0, rel=1e-6) and ten["is_std"] < 1e-9
+    assert inception_score(np.zeros((3, 5)))["splits"] == 3  # fewer samples than splits
+    with pytest.raises(ValueError):
+        inception_score(np.zeros((0, 5)))
+
+
+def test_is_effnet_prefers_varied_images():
+    faces = _lfw()
+    varied = torch.cat([faces[:40], torch.rand(20, 3, 32, 32) * 2 - 1,
+                        F.interpolate(faces[40:60].flip(3), size=(32, 32))])
+    collapsed = faces[:1].repeat(60, 1, 1, 1)
+    out = {name: evaluate(["is_effnet"], _context(faces, imgs)) for name, imgs in
+           [("varied", varied), ("collapsed", collapsed)]}
+    assert out["collapsed"]["values"]["is_effnet"] == pytest.approx(1.0, abs=1e-6)  # one image: no spread
+    assert out["varied"]["values"]["is_effnet"] > 1.2  # faces sit in few ImageNet classes; 1.30 measured
+    assert out["varied"]["higher_is_better"]["is_effnet"] is True
+    assert out["varied"]["protocol"]["is_effnet"]["splits"] == 10
 
 
 def test_feature_metrics_in_a_trial(tmp_path, isolated_cache):

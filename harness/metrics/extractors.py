@@ -84,6 +84,10 @@ class FeatureExtractor:
     def forward_uint8(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Class logits from ``features`` (extractors with a classifier head)."""
+        raise ConfigError("metric", self.name, "an extractor with a classifier head for the Inception Score")
+
 
 # ----------------------------------------------------------------- EfficientNet-Lite0
 EFFNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -119,6 +123,13 @@ class EfficientNetLite0(FeatureExtractor):
         x = F.interpolate(images.float(), size=(224, 224), mode="bilinear", align_corners=False)
         x = (x - 127.0) / 128.0
         return self.model.extract_features(x).mean(dim=(2, 3))
+
+    @torch.no_grad()
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        # The ImageNet-1k head on the pooled features (dropout is off in eval mode).
+        fc = self.model._fc
+        x = torch.as_tensor(features, dtype=fc.weight.dtype, device=fc.weight.device)
+        return fc(x).double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------- Inception-v3

@@ -1,4 +1,5 @@
-"""Metrics in a pretrained network's feature space: Fréchet distance, KID, PR/DC.
+"""Metrics in a pretrained network's feature space: Fréchet distance, KID, PR/DC, and the
+Inception Score of its classifier head.
 
 Names say which network: ``fd_effnet`` / ``kid_effnet`` / ``prdc_effnet`` use the offline
 EfficientNet-Lite0 (never called "FID"); ``fid`` / ``kid_inception`` use the standard
@@ -19,8 +20,8 @@ import torch
 from harness.data.cache import cache_dir
 from harness.interfaces import EvalContext, Metric
 from harness.metrics.extractors import EXTRACTORS, FeatureExtractor
-from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, kernel_inception_distance, \
-    precision_recall
+from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, inception_score, \
+    kernel_inception_distance, precision_recall
 from harness.registry import METRICS
 from harness.store import atomic_target
 
@@ -104,6 +105,24 @@ class _PRDC(_FeatureMetric):
         return {**super().protocol(), "k_precision_recall": 3, "k_density_coverage": 5}
 
 
+class _IS(_FeatureMetric):
+    """Inception Score of the generated images alone (no reference set): the classifier
+    head's class probabilities, 10 splits; higher is better."""
+    higher_is_better = True
+    splits = 10
+
+    def compute(self, ctx: EvalContext) -> Dict[str, float]:
+        ext = extractor(self.extractor_name, self.pipeline, ctx.device)
+        self._protocol = ext.protocol()
+        out = inception_score(ext.logits(fake_features(ext, ctx)), splits=self.splits)
+        self._used_splits = out["splits"]
+        return {self.key: out["is"], f"{self.key}_std": out["is_std"]}
+
+    def protocol(self):
+        return {**super().protocol(), "classifier": "ImageNet-1k head", "splits": getattr(self, "_used_splits",
+                                                                                       self.splits)}
+
+
 class _EffNet:
     extractor_name, pipeline = "efficientnet-lite0", "bilinear224"
 
@@ -128,6 +147,13 @@ class PRDCEffNet(_EffNet, _PRDC):
     """precision/recall (k=3) and density/coverage (k=5); higher is better for all four."""
     higher_is_better = True
     suffix = "effnet"
+
+
+@METRICS.register("is_effnet")
+class ISEffNet(_EffNet, _IS):
+    """Inception Score in EfficientNet-Lite0's ImageNet classes (seed D's metric, offline);
+    not comparable with the Inception-v3 IS of papers."""
+    key = "is_effnet"
 
 
 @METRICS.register("fid")

@@ -1,4 +1,5 @@
-"""Distances between feature sets: Fréchet distance, KID, precision/recall, density/coverage.
+"""Distances between feature sets: Fréchet distance, KID, precision/recall, density/coverage;
+and the Inception Score of class logits.
 
 All in float64. The Fréchet distance uses a symmetric eigendecomposition instead of
 ``scipy.linalg.sqrtm``: Tr(sqrt(S1 S2)) = Tr(sqrt(A S2 A)) with A = sqrt(S1), and
@@ -94,3 +95,21 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> Dict[str
     density = inside.sum() / (k * fake.shape[0])
     coverage = (d.min(axis=1) <= r_real).mean()
     return {"density": float(density), "coverage": float(coverage)}
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> Dict[str, float]:
+    """exp(E_x KL(p(y|x) || p(y))) from classifier logits (Salimans et al. 2016), as the
+    mean and standard deviation over ``splits`` equal parts (the usual 10; fewer when
+    there are fewer samples than splits). 1 for constant predictions; at most the
+    number of classes."""
+    z = np.asarray(logits, np.float64)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"inception_score needs N x classes logits, got shape {z.shape}")
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    scores = []
+    for part in np.array_split(np.arange(z.shape[0]), min(splits, z.shape[0])):
+        log_py = np.log(p[part].mean(axis=0) + 1e-300)
+        scores.append(float(np.exp((p[part] * (log_p[part] - log_py)).sum(axis=1).mean())))
+    return {"is": float(np.mean(scores)), "is_std": float(np.std(scores)), "splits": len(scores)}
