@@ -178,6 +178,9 @@ class TrialSpec:
     # Report losses every N iterations (evaluations always report).
     log_every: int = field(default=50, metadata={"min": 1})
     checkpoint_every: int = field(default=500, metadata={"min": 1})
+    # Checkpoints kept on disk, newest first (0 = keep every one, e.g. one per epoch for
+    # later comparison as in seed B; each is a full training state).
+    keep_checkpoints: int = field(default=2, metadata={"min": 0})
     # Save a sample grid of the fixed evaluation noise every N iterations (0 = never).
     sample_every: int = field(default=200, metadata={"min": 0})
     seed: int = field(default=0, metadata={"min": 0})

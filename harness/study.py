@@ -332,7 +332,7 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
             if key in ("presets", "preset"):
                 raise ConfigError(f"presets.{preset}.{key}", value, "a study or base setting")
             try:
-                set_dotted(data, key, value)
+                _override(data, key, value)
             except ConfigError as err:
                 raise ConfigError(f"presets.{preset}.{err.path}", err.value, err.expected) from None
             _load_references(data, base_dir)  # a preset may name another base / source file
@@ -341,6 +341,9 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
         data["preset"] = preset
     elif preset is not None:
         raise ConfigError("--preset", preset, "a study file that defines presets (this one has none)")
+    overrides = dict(overrides or {})
+    for key in [k for k in overrides if k.startswith("set.")]:  # into `set`, before it is folded
+        _override(data, key, overrides.pop(key))
     common = data.pop("set", None)
     if common is not None:
         if not isinstance(common, dict) or not isinstance(data.get("base"), dict):
@@ -350,12 +353,26 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
                 set_dotted(data["base"], key, value)
             except ConfigError as err:
                 raise ConfigError(f"set.{err.path}", err.value, err.expected) from None
-    for key, value in (overrides or {}).items():
+    for key, value in overrides.items():
         set_dotted(data, key, value)
     study = build_dataclass(StudySpec, data)
     # Whole-study checks that need the trial schema: run them now, before any scheduling.
     plan(study)
     return study
+
+
+def _override(data: Dict[str, Any], key: str, value: Any) -> None:
+    """A preset's or ``--set``'s dotted override of the study. ``set`` is itself a mapping
+    of dotted base paths, so ``set.a.b.c: v`` adds the one entry ``a.b.c: v`` to it
+    (changing only that key of the base), where a plain dotted path would nest a new
+    ``a: {b: {c: v}}`` entry that replaces the base's whole ``a``."""
+    if key.startswith("set.") and len(key) > 4:
+        common = data.setdefault("set", {})
+        if not isinstance(common, dict):
+            raise ConfigError("set", common, "a mapping of dotted base paths -> values (applied to the base)")
+        common[key[4:]] = value
+        return
+    set_dotted(data, key, value)
 
 
 def _load_references(data: Dict[str, Any], base_dir: Optional[os.PathLike]) -> None:

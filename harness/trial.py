@@ -236,7 +236,7 @@ class Trial:
         _set_python_rng_state(rng["python"])
 
     def save_checkpoint(self) -> None:
-        ckpt.save(self.record.checkpoints_dir, self.iteration, self.state())
+        ckpt.save(self.record.checkpoints_dir, self.iteration, self.state(), keep=self.spec.keep_checkpoints)
 
     # ---------------------------------------------------------------- timing
     def wall_s(self) -> float:

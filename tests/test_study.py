@@ -357,6 +357,23 @@ def test_a_preset_resolves_the_study_and_names_its_results():
     assert named.name == "custom"
 
 
+def test_a_preset_or_cli_set_entry_changes_one_base_key():
+    # `set.a.b: v` adds the dotted entry a.b to the study's `set`: the base keeps the rest of `a`.
+    study = {**preset_study(), "set": {"eval.every": 4},
+             "presets": {"cpu": {"set.optimization.lr_d": 0.001, "set.architecture.kwargs.width": 8}}}
+    cpu = parse_study(study, preset="cpu", overrides={"set.optimization.batch_size": 4})
+    base = grid_study()["base"]
+    assert cpu.base["architecture"] == {**base["architecture"], "kwargs": {**base["architecture"]["kwargs"],
+                                                                          "width": 8}}
+    assert cpu.base["optimization"] == {**base["optimization"], "lr_d": 0.001, "batch_size": 4}
+    assert cpu.base["eval"]["every"] == 4 and cpu.base["eval"]["metrics"] == base["eval"]["metrics"]
+    # a whole mapping under set still replaces that part of the base, as documented
+    whole = parse_study({**study, "presets": {"cpu": {"set.eval": {"every": 0}}}}, preset="cpu")
+    assert whole.base["eval"]["every"] == 0 and "metrics" not in whole.base["eval"]
+    with pytest.raises(ConfigError, match="set: got 3"):
+        parse_study({**study, "set": 3}, preset="cpu")
+
+
 def test_preset_errors_are_early_and_name_the_choices():
     with pytest.raises(ConfigError, match=r"--preset: got None; expected one of gpu, cpu \(this study file defines"):
         parse_study(preset_study())

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import plots
 from harness.analysis.leaderboard import leaderboard
-from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study
+from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study, sample_grids
 from harness.analysis.table import Cell, Table, fmt
 from harness.analysis.tables import ablation_table, comparison_table, metric_columns, pairwise_table, protocols
 from harness.errors import ConfigError
@@ -111,15 +111,47 @@ def _samples_section(res: StudyResults, phase: str) -> str:
             if png is None:
                 continue
             data = base64.b64encode(png.read_bytes()).decode("ascii")
-            iteration = png.stem.split("-")[-1].lstrip("0") or "0"
             figures.append(f'<figure><img alt="samples of {html.escape(cell)}" src="data:image/png;base64,{data}">'
                            f"<figcaption>{html.escape(cell)}<br>{html.escape(trial['trial_id'])}, seed "
-                           f"{html.escape(str(trial.get('seed')))}, iteration {iteration} (fixed noise, EMA G "
-                           "where enabled)</figcaption></figure>")
+                           f"{html.escape(str(trial.get('seed')))}, iteration {_grid_iteration(png)} (fixed noise, "
+                           "EMA G where enabled)</figcaption></figure>")
             break
     if not figures:
         return "<p>No sample grids written yet (sample_every: 0, or no trial reached its first grid).</p>"
     return '<div class="gb-samples">' + "".join(figures) + "</div>"
+
+
+def _grid_figure(png: Path, caption: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _timeline_section(res: StudyResults, phase: str, per_trial: int = 6) -> str:
+    """Per cell, its first finished trial's fixed-noise grids at up to ``per_trial``
+    iterations spread evenly over training (seed B's "grids over time")."""
+    frame = res.frame
+    rows = frame[(frame["phase"] == phase)]
+    strips = []
+    for cell in res.cells:
+        trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
+        for _, trial in trials.iterrows():
+            pngs = sample_grids(res, trial["trial_id"])
+            if len(pngs) < 2:
+                continue
+            picks = sorted({round(i * (len(pngs) - 1) / (per_trial - 1)) for i in range(per_trial)})
+            figures = [_grid_figure(pngs[i], f"iteration {_grid_iteration(pngs[i])}") for i in picks]
+            strips.append(f"<h3>{html.escape(cell)} — {html.escape(trial['trial_id'])}, seed "
+                          f"{html.escape(str(trial.get('seed')))}</h3><div class=\"gb-samples\">{''.join(figures)}</div>")
+            break
+    if not strips:
+        return "<p>Fewer than two sample grids per trial: nothing to show over time.</p>"
+    return ("<p>The same fixed noise rendered at iterations spread over training (EMA G where enabled); "
+            "every grid is under each trial's <code>samples/</code>.</p>" + "".join(strips))
+
+
+def _grid_iteration(png: Path) -> str:
+    return png.stem.split("-")[-1].lstrip("0") or "0"
 
 
 def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: float = 0.95,
@@ -177,7 +209,7 @@ def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[
         parts.append(f"<p>{html.escape(description)}</p>")
     study_yaml = (res.root / "study.yaml").read_text() if (res.root / "study.yaml").exists() else ""
     parts.append(f"<details><summary>study file as run</summary><pre>{html.escape(study_yaml)}</pre></details>")
-    toc = ["tables", "plots", "samples", "protocols", "trials"]
+    toc = ["tables", "plots", "samples", "over-time", "protocols", "trials"]
     parts.append("<p>" + " · ".join(f'<a href="#{t}">{t}</a>' for t in toc) + "</p>")
 
     tables = []
@@ -210,6 +242,7 @@ def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[
                                   config={"responsive": True, "displaylogo": False}))
     parts.append(_section("Plots", "plots", "\n".join(blocks) or "<p>No reports written yet.</p>"))
     parts.append(_section("Latest samples", "samples", _samples_section(res, phase)))
+    parts.append(_section("Samples over time", "over-time", _timeline_section(res, phase)))
     parts.append(_section("Metric protocols", "protocols", _protocol_section(res)))
     parts.append(_section("Trials", "trials", _status_section(res)))
 

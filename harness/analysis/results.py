@@ -195,7 +195,12 @@ def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
     return pd.DataFrame(rows)
 
 
+def sample_grids(results: StudyResults, trial_id: str) -> List[Path]:
+    """A trial's sample grid PNGs, oldest first."""
+    return sorted((results.root / "trials" / trial_id / "samples").glob("samples-*.png"))
+
+
 def latest_samples(results: StudyResults, trial_id: str) -> Optional[Path]:
     """The newest sample grid PNG of a trial (None if it wrote none)."""
-    pngs = sorted((results.root / "trials" / trial_id / "samples").glob("samples-*.png"))
+    pngs = sample_grids(results, trial_id)
     return pngs[-1] if pngs else None
