@@ -330,6 +330,8 @@ def test_report_of_a_study_still_running(tiny_study, tmp_path):
     lines = []
     out = write_report(tiny_study, out=tmp_path / "r.html", png=False, notice=lines.append, plotlyjs="cdn")
     page = out.read_text()
+    over_time = page[page.index('id="over-time"'):page.index('id="protocols"')]
+    assert over_time.count("<img") == 2 * 2 and "iteration 10" in over_time and "iteration 20" in over_time
     for anchor in ('id="comparison"', 'id="ablation"', 'id="pairwise"', 'id="leaderboard"', 'id="protocols"',
                    'id="fig-swd_band_wall"', 'id="fig-swd_trials_wall"', 'id="fig-losses"', 'id="fig-ada_p"',
                    "data:image/png;base64,", "cdn.plot.ly/plotly-", "still running or pending"):

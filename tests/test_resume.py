@@ -101,6 +101,19 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path):
     assert state["iteration"] == 10 and torch.equal(state["w"], torch.full((3,), 10.0))
 
 
+def test_keep_checkpoints_keeps_every_one_or_the_newest(tmp_path):
+    cfg = tiny_config(**{"optimization.iterations": 20, "checkpoint_every": 5, "log_every": 5,
+                         "keep_checkpoints": 0})
+    run_trial(cfg, tmp_path / "all")
+    assert sorted(p.name for p in (tmp_path / "all" / "checkpoints").glob("ckpt-*.pt")) == [
+        f"ckpt-{i:08d}.pt" for i in (5, 10, 15, 20)]
+    state = ckpt.load_file(tmp_path / "all" / "checkpoints" / "ckpt-00000010.pt",
+                           tmp_path / "all" / "checkpoints" / "ckpt-00000010.json")
+    assert state["iteration"] == 10  # an old one loads as a full training state
+    run_trial({**cfg, "keep_checkpoints": 1}, tmp_path / "one")
+    assert [p.name for p in (tmp_path / "one" / "checkpoints").glob("ckpt-*.pt")] == ["ckpt-00000020.pt"]
+
+
 def test_payload_without_manifest_is_ignored(tmp_path):
     ckpt.save(tmp_path, 10, {"iteration": 10})
     # a kill between writing the payload and its manifest leaves an orphan payload
