@@ -169,6 +169,9 @@ class FinalistsSpec:
     # Re-run the best k completed search configurations with these fresh seeds.
     k: int = field(default=1, metadata={"min": 1})
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    # Also run the base config itself (no searched parameter) with the same seeds, so the
+    # tables say what the search gained over the starting point ("base (unsearched)").
+    baseline: bool = False
 
     def validate(self, path: str) -> None:
         if not self.seeds:
@@ -652,6 +655,11 @@ def finalist_trials(study: StudySpec, ranked: List[Tuple[str, Dict[str, Any]]]) 
             labels = {k: choice_label(v) for k, v in overrides.items()}
             plans.append(TrialPlan(f"final-{rank}-s{seed}", "finalist",
                                    {**labels, "rank": rank, "from": source_id, "seed": seed}, spec, dict(overrides)))
+    if s.finalists.baseline:
+        for seed in s.finalists.seeds:
+            spec = make_trial(study, base, {}, seed, "baseline (the base config)")
+            plans.append(TrialPlan(f"final-base-s{seed}", "finalist", {"rank": "base", "from": "base", "seed": seed},
+                                   spec, {}))
     return plans
 
 

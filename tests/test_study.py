@@ -162,6 +162,13 @@ def test_finalists_rerun_configs_with_fresh_seeds():
     assert [p.trial_id for p in plans] == ["final-0-s7", "final-0-s8", "final-1-s7", "final-1-s8"]
     assert plans[0].spec.optimization.lr_g == 1e-3 and plans[3].spec.seed == 8
     assert plans[2].labels["from"] == "search-0001"
+    with_base = finalist_trials(parse_study(search_study(**{"search.finalists.baseline": True})), ranked)
+    assert [p.trial_id for p in with_base][4:] == ["final-base-s7", "final-base-s8"]
+    assert with_base[4].overrides == {} and with_base[4].spec.optimization.lr_g == study.base["optimization"].get(
+        "lr_g", 2e-4) and with_base[5].spec.seed == 8
+    from harness.analysis.results import cell_of
+    assert cell_of(with_base[4].labels, "finalist") == "base (unsearched)"
+    assert cell_of(with_base[0].labels, "finalist").startswith("#0 optimization.lr_g=")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -92,7 +92,7 @@ def test_search_with_asha_prunes_and_runs_finalists(ray_local, tmp_path):
                       "optimization.lr_d": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}},
             "sampler": {"name": "tpe", "seed": 3},
             "scheduler": {"name": "asha", "grace_period": 20, "reduction_factor": 2},
-            "finalists": {"k": 1, "seeds": [11, 12]}},
+            "finalists": {"k": 1, "seeds": [11, 12], "baseline": True}},
         "resources": {"cpus": 1}})
     frame = run_study(study, tmp_path, out=lambda line: None)
     root = tmp_path / "search6"
@@ -104,9 +104,12 @@ def test_search_with_asha_prunes_and_runs_finalists(ray_local, tmp_path):
     assert len(completed) >= 1 and (completed["iterations"] == 80).all()
     best = completed.sort_values("objective").iloc[0]
     finals = frame[frame["phase"] == "finalist"]
-    assert sorted(finals["trial_id"]) == ["final-0-s11", "final-0-s12"]
+    assert sorted(finals["trial_id"]) == ["final-0-s11", "final-0-s12", "final-base-s11", "final-base-s12"]
     assert set(finals["status"]) == {"completed"} and set(finals["seed"]) == {11, 12}
-    assert (finals["config.optimization.lr_g"] == best["config.optimization.lr_g"]).all()
+    picked = finals[finals["trial_id"].str.startswith("final-0")]
+    assert (picked["config.optimization.lr_g"] == best["config.optimization.lr_g"]).all()
+    based = finals[finals["trial_id"].str.startswith("final-base")]
+    assert (based["config.optimization.lr_g"] == study.base["optimization"].get("lr_g", 2e-4)).all()
     assert json.loads((root / "finalists.json").read_text())[0]["from"] == best["trial_id"]
     # The Optuna study is readable with Optuna's own API; stopped trials are PRUNED.
     ostudy = optuna.load_study(study_name="search6", storage=f"sqlite:///{root / 'optuna.db'}")
@@ -121,7 +124,10 @@ def test_search_with_asha_prunes_and_runs_finalists(ray_local, tmp_path):
     from harness.analysis.report import write_report
 
     table = comparison_table(load_study(root))
-    assert list(table.data["n"]) == [2] and table.data["best.swd.mean"].iloc[0] == pytest.approx(finals["best.swd"].mean())
+    data = table.data.set_index("cell")
+    assert sorted(data.index)[-1] == "base (unsearched)" and list(data["n"]) == [2, 2]
+    assert data.loc["base (unsearched)", "best.swd.mean"] == pytest.approx(based["best.swd"].mean())
+    assert data.drop("base (unsearched)")["best.swd.mean"].iloc[0] == pytest.approx(picked["best.swd"].mean())
     page = write_report(root, png=False, notice=lambda line: None).read_text()
     assert 'id="fig-optuna_history"' in page and 'id="search-trials"' in page and "final-0-s11" in page
 

@@ -63,6 +63,8 @@ def cell_of(labels: Dict[str, Any], phase: str) -> str:
             continue
         parts.append(short_value(value) if key == "variant" else f"{key}={short_value(value)}")
     text = ", ".join(parts) or "base"
+    if phase == "finalist" and labels.get("rank") == "base":
+        return "base (unsearched)"
     if phase == "finalist" and "rank" in labels:
         return f"#{labels['rank']} {text}"
     return text
