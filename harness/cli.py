@@ -77,7 +77,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{args.config}: valid search study '{study.name}': {s.n_trials} trials over "
                   f"{len(s.space)} parameters ({', '.join(s.space)}), {s.sampler.name} sampler, "
                   f"{s.scheduler.name} scheduler, objective {s.objective} {s.metric}"
-                  + (f"; finalists: best {s.finalists.k} x seeds {s.finalists.seeds}" if s.finalists else ""))
+                  + (f"; finalists: best {s.finalists.k}{' and the base config' if s.finalists.baseline else ''} "
+                     f"x seeds {s.finalists.seeds}" if s.finalists else ""))
         else:
             print(f"{args.config}: valid study '{study.name}': {len(plans)} trials")
             print(describe_plans(plans))
