@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import plots
 from harness.analysis.leaderboard import leaderboard
-from harness.analysis.results import FINISHED, StudyResults, curves, latest_samples, load_study, sample_grids
+from harness.analysis.results import FINISHED, StudyResults, curves, load_study, sample_grids
 from harness.analysis.table import Cell, Table, fmt
 from harness.analysis.tables import ablation_table, comparison_table, metric_columns, pairwise_table, protocols
 from harness.errors import ConfigError
@@ -100,58 +100,55 @@ def _protocol_section(res: StudyResults) -> str:
     return _plain_table(["metric", "trials", "protocol"], rows, "protocols") + note
 
 
-def _samples_section(res: StudyResults, phase: str) -> str:
-    frame = res.frame
-    rows = frame[(frame["phase"] == phase)]
-    figures = []
+def _first_trials_with_grids(res: StudyResults, phase: str, least: int):
+    """(cell, trial row, its grid PNGs) for each cell's first trial (lowest seed) that
+    wrote at least ``least`` sample grids."""
+    rows = res.frame[res.frame["phase"] == phase]
     for cell in res.cells:
         trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
         for _, trial in trials.iterrows():
-            png = latest_samples(res, trial["trial_id"])
-            if png is None:
-                continue
-            data = base64.b64encode(png.read_bytes()).decode("ascii")
-            figures.append(f'<figure><img alt="samples of {html.escape(cell)}" src="data:image/png;base64,{data}">'
-                           f"<figcaption>{html.escape(cell)}<br>{html.escape(trial['trial_id'])}, seed "
-                           f"{html.escape(str(trial.get('seed')))}, iteration {_grid_iteration(png)} (fixed noise, "
-                           "EMA G where enabled)</figcaption></figure>")
-            break
-    if not figures:
-        return "<p>No sample grids written yet (sample_every: 0, or no trial reached its first grid).</p>"
-    return '<div class="gb-samples">' + "".join(figures) + "</div>"
+            pngs = sample_grids(res, trial["trial_id"])
+            if len(pngs) >= least:
+                yield cell, trial, pngs
+                break
 
 
 def _grid_figure(png: Path, caption: str) -> str:
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-
-
-def _timeline_section(res: StudyResults, phase: str, per_trial: int = 6) -> str:
-    """Per cell, its first finished trial's fixed-noise grids at up to ``per_trial``
-    iterations spread evenly over training (seed B's "grids over time")."""
-    frame = res.frame
-    rows = frame[(frame["phase"] == phase)]
-    strips = []
-    for cell in res.cells:
-        trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
-        for _, trial in trials.iterrows():
-            pngs = sample_grids(res, trial["trial_id"])
-            if len(pngs) < 2:
-                continue
-            picks = sorted({round(i * (len(pngs) - 1) / (per_trial - 1)) for i in range(per_trial)})
-            figures = [_grid_figure(pngs[i], f"iteration {_grid_iteration(pngs[i])}") for i in picks]
-            strips.append(f"<h3>{html.escape(cell)} — {html.escape(trial['trial_id'])}, seed "
-                          f"{html.escape(str(trial.get('seed')))}</h3><div class=\"gb-samples\">{''.join(figures)}</div>")
-            break
-    if not strips:
-        return "<p>Fewer than two sample grids per trial: nothing to show over time.</p>"
-    return ("<p>The same fixed noise rendered at iterations spread over training (EMA G where enabled); "
-            "every grid is under each trial's <code>samples/</code>.</p>" + "".join(strips))
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 def _grid_iteration(png: Path) -> str:
     return png.stem.split("-")[-1].lstrip("0") or "0"
+
+
+def _trial_words(trial) -> str:
+    return f"{html.escape(trial['trial_id'])}, seed {html.escape(str(trial.get('seed')))}"
+
+
+def _samples_section(res: StudyResults, phase: str) -> str:
+    figures = [_grid_figure(pngs[-1], f"{html.escape(cell)}<br>{_trial_words(trial)}, iteration "
+                                      f"{_grid_iteration(pngs[-1])} (fixed noise, EMA G where enabled)")
+               for cell, trial, pngs in _first_trials_with_grids(res, phase, 1)]
+    if not figures:
+        return "<p>No sample grids written yet (sample_every: 0, or no trial reached its first grid).</p>"
+    return '<div class="gb-samples">' + "".join(figures) + "</div>"
+
+
+def _timeline_section(res: StudyResults, phase: str, per_trial: int = 6) -> str:
+    """Per cell, its first trial's fixed-noise grids at up to ``per_trial`` iterations
+    spread evenly over training (seed B's "grids over time")."""
+    strips = []
+    for cell, trial, pngs in _first_trials_with_grids(res, phase, 2):
+        picks = sorted({round(i * (len(pngs) - 1) / (per_trial - 1)) for i in range(per_trial)})
+        figures = [_grid_figure(pngs[i], f"iteration {_grid_iteration(pngs[i])}") for i in picks]
+        strips.append(f"<h3>{html.escape(cell)} — {_trial_words(trial)}</h3>"
+                      f"<div class=\"gb-samples\">{''.join(figures)}</div>")
+    if not strips:
+        return "<p>Fewer than two sample grids per trial: nothing to show over time.</p>"
+    return ("<p>The same fixed noise rendered at iterations spread over training (EMA G where enabled); "
+            "every grid is under each trial's <code>samples/</code>.</p>" + "".join(strips))
 
 
 def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: float = 0.95,

@@ -201,8 +201,3 @@ def sample_grids(results: StudyResults, trial_id: str) -> List[Path]:
     """A trial's sample grid PNGs, oldest first."""
     return sorted((results.root / "trials" / trial_id / "samples").glob("samples-*.png"))
 
-
-def latest_samples(results: StudyResults, trial_id: str) -> Optional[Path]:
-    """The newest sample grid PNG of a trial (None if it wrote none)."""
-    pngs = sample_grids(results, trial_id)
-    return pngs[-1] if pngs else None
