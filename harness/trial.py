@@ -265,7 +265,7 @@ class Trial:
             return {"values": {}, "protocol": {}, "higher_is_better": {}}
         ctx = EvalContext(
             real=self.data.rgb, generate=self.generate, n_fake=self.spec.eval.n_samples, device=self.device,
-            seed=self.spec.seed, dataset_fingerprint=self.data.fingerprint, cache=self.metric_cache,
+            seed=self.spec.seed, dataset_fingerprint=self.data.rgb_fingerprint, cache=self.metric_cache,
         )
         return evaluate(self.spec.eval.metrics, ctx)
 

@@ -95,6 +95,20 @@ def test_four_channel_trial_generates_mask(tmp_path):
     assert grid.size[1] == 2 * grid.size[0]
 
 
+def test_rgb_and_rgb_mask_trials_share_the_metric_reference(tmp_path):
+    # Metrics compare RGB, so the mask channel must not make the reference (and with it the
+    # protocol the tables pool by) differ from the 3-channel trial's.
+    refs, data = [], []
+    for channels in (3, 4):
+        out = tmp_path / f"c{channels}"
+        run_trial(tiny_config(**{"dataset.channels": channels, "optimization.iterations": 4, "eval.every": 0,
+                                 "eval.metrics": ["swd"], "eval.n_samples": 16}), out)
+        evals = [r for r in TrialRecord(out).reports() if "metrics" in r]
+        refs.append(evals[-1]["protocol"]["swd"]["reference"])
+        data.append(json.loads((out / "env.json").read_text())["dataset_fingerprint"])
+    assert refs[0] == refs[1] == data[0] and data[0] != data[1]
+
+
 def test_hdf5_dataset_in_biggan_layout(tmp_path):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, size=(20, 3, 16, 16), dtype=np.uint8)

@@ -48,6 +48,13 @@ def fingerprint(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def rgb_fingerprint(image_set: "ImageSet") -> str:
+    """The fingerprint of the RGB channels alone: the reference metrics compare against, the
+    same for a 4-channel (RGB + mask) set as for its 3-channel version."""
+    images = image_set.images
+    return image_set.fingerprint if images.shape[1] <= 3 else fingerprint(images[:, :3])
+
+
 class DatasetSource:
     """A registered dataset: a card, a default resolution, and how to build it."""
 
@@ -163,6 +170,9 @@ class TrainingData:
     def __init__(self, image_set: ImageSet, device: torch.device, hflip: bool = False):
         self.name = image_set.name
         self.fingerprint = image_set.fingerprint
+        # Metrics compare RGB: their reference is the RGB pixels, so a 4-channel (RGB + mask)
+        # trial and a 3-channel one of the same images share one reference (and protocol).
+        self.rgb_fingerprint = rgb_fingerprint(image_set)
         self.info = image_set.info
         self.images = torch.from_numpy(image_set.images.copy()).to(device).float().div_(127.5).sub_(1.0)
         self.hflip = hflip
