@@ -110,6 +110,21 @@ def test_worker_node_dies_mid_trial_and_the_study_completes(tmp_path, fresh_cach
         assert series(rec) == list(range(20, 601, 20)), rec.name
 
 
+def _processes_with_env(key, value):
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(key) == value:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            pass
+    return found
+
+
 def kill_driver_mid_study(study_file, results, root, log_path):
     """Start ``ganbench run`` in its own session; SIGKILL it and the Ray it started as soon
     as one trial has completed while another is running past a checkpoint. Returns the
@@ -135,6 +150,9 @@ def kill_driver_mid_study(study_file, results, root, log_path):
             pytest.fail("the study never had a finished and a running trial at once")
         family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        # ... and every process that inherited this test's cache: a Ray worker the tree walk
+        # missed (re-parented, or started in its own session) must not finish its trial later.
+        family += [p.pid for p in _processes_with_env("GANBENCH_CACHE", env["GANBENCH_CACHE"])]
         for pid in family:
             try:
                 os.kill(pid, signal.SIGKILL)
