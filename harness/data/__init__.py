@@ -39,6 +39,12 @@ class ImageSet:
     def fingerprint(self) -> str:
         return fingerprint(self.images)
 
+    @cached_property
+    def rgb_fingerprint(self) -> str:
+        """The fingerprint of the RGB channels alone: the reference metrics compare against,
+        the same for a 4-channel (RGB + mask) set as for its 3-channel version."""
+        return self.fingerprint if self.images.shape[1] <= 3 else fingerprint(self.images[:, :3])
+
 
 def fingerprint(images: np.ndarray) -> str:
     """sha256 of the pixel bytes and shape: equal iff the data are equal."""
@@ -46,13 +52,6 @@ def fingerprint(images: np.ndarray) -> str:
     h.update(str(tuple(images.shape)).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     return h.hexdigest()
-
-
-def rgb_fingerprint(image_set: "ImageSet") -> str:
-    """The fingerprint of the RGB channels alone: the reference metrics compare against, the
-    same for a 4-channel (RGB + mask) set as for its 3-channel version."""
-    images = image_set.images
-    return image_set.fingerprint if images.shape[1] <= 3 else fingerprint(images[:, :3])
 
 
 class DatasetSource:
@@ -172,7 +171,7 @@ class TrainingData:
         self.fingerprint = image_set.fingerprint
         # Metrics compare RGB: their reference is the RGB pixels, so a 4-channel (RGB + mask)
         # trial and a 3-channel one of the same images share one reference (and protocol).
-        self.rgb_fingerprint = rgb_fingerprint(image_set)
+        self.rgb_fingerprint = image_set.rgb_fingerprint
         self.info = image_set.info
         self.images = torch.from_numpy(image_set.images.copy()).to(device).float().div_(127.5).sub_(1.0)
         self.hflip = hflip

@@ -8,7 +8,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 
 from harness import checkpoint as ckpt
-from harness.data import rgb_fingerprint
 from harness.data.catalog import load_built
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext, Generator
@@ -20,7 +19,7 @@ from harness.spec import TrialSpec, parse_trial
 def _images(name: str, resolution: Optional[int]) -> Tuple[torch.Tensor, str]:
     image_set = load_built(name, resolution)
     images = torch.from_numpy(image_set.images.copy())[:, :3].float().div(127.5).sub(1)
-    return images, rgb_fingerprint(image_set)
+    return images, image_set.rgb_fingerprint
 
 
 def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSpec, int]:
