@@ -260,6 +260,8 @@ class EvalContext:
     dataset_fingerprint: str = ""
     cache: Dict[Any, Any] = field(default_factory=dict)  # per-trial memo (real statistics)
     memo: Dict[Any, Any] = field(default_factory=dict)  # per-evaluation memo (fake features)
+    # Feature network backend: auto | torch | onnxruntime (None: $GANBENCH_EVAL_BACKEND, else auto).
+    feature_backend: Optional[str] = None
 
 
 class Metric:
@@ -279,4 +281,10 @@ class Metric:
 
     def protocol(self) -> Dict[str, Any]:
         """Everything that defines this number (extractor, n, resizer, ...)."""
+        return {}
+
+    def environment(self) -> Dict[str, Any]:
+        """How the number was computed where that does not change it beyond float
+        rounding (the feature backend, threads): recorded beside the protocol, never part
+        of it, so values from either backend compare under one protocol."""
         return {}

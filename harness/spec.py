@@ -160,6 +160,19 @@ class EvalSpec:
     truncation: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
 
 
+@dataclass
+class PerformanceSpec:
+    # How the trial computes, not what: both switches change numbers only by float
+    # rounding (a trial stays reproducible with the same switches) and are recorded in
+    # every report row. channels_last: G and D weights and activations in NHWC layout
+    # (faster convolutions on CPU; see tests/bench/test_training_switches.py).
+    channels_last: bool = True
+    # torch.compile G and D (compile time is paid once per process; tried on a copy of
+    # the models first, so a platform without a working compiler, or a step it cannot
+    # compile, falls back to eager with one warning naming the reason).
+    compile: bool = False
+
+
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
@@ -175,6 +188,7 @@ class TrialSpec:
     optimization: OptimizationSpec = field(default_factory=OptimizationSpec)
     ema: EmaSpec = field(default_factory=EmaSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    performance: PerformanceSpec = field(default_factory=PerformanceSpec)
     # Report losses every N iterations (evaluations always report).
     log_every: int = field(default=50, metadata={"min": 1})
     checkpoint_every: int = field(default=500, metadata={"min": 1})

