@@ -49,8 +49,17 @@ def _compile_in_place(m: Models) -> None:
 
 
 def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+    """The outer error's type and its root cause's first line (dynamo wraps the backend's
+    own error: "backend='inductor' raised:" then the C++ compiler's complaint)."""
+    root = err
+    for _ in range(5):
+        inner = getattr(root, "inner_exception", None) or root.__cause__
+        if inner is None:
+            break
+        root = inner
+    lines = [line.strip() for line in str(root).splitlines() if line.strip()]
+    text = f"{type(root).__name__}: {lines[0][:200]}" if lines else type(root).__name__
+    return text if root is err else f"{type(err).__name__}: {text}"
 
 
 def try_compile(m: Models, probe_step: Callable[[Models], None]) -> Dict[str, Any]:

@@ -94,6 +94,7 @@ class FeatureExtractor:
         if requested != "torch" and self.device.type == "cpu":
             self._onnx, record = onnx_network(self.name, self.weights_sha256, self.input_size, self.dim,
                                               self.eager_network, self.threads)
+            self._torch_network = None  # only the exporter needed it: one model per extractor
             if self._onnx is None:
                 self.fallback_reason = record.get("reason", "")
                 say_once(f"{self.name}: ONNX Runtime is not used ({self.fallback_reason}); computing features "
