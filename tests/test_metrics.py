@@ -13,10 +13,10 @@ def _images(count=400, seed=0):
     return torch.from_numpy(load_image_set(spec).images.copy()).float().div(127.5).sub(1)[:, :3]
 
 
-def _swd(real, fake, seed=0, cache=None):
+def _swd(real, fake, seed=0, cache=None, batch_size=100):
     def generate(n):
-        for i in range(0, n, 100):
-            yield fake[i:i + 100]
+        for i in range(0, n, batch_size):
+            yield fake[i:i + batch_size]
 
     ctx = EvalContext(real=real, generate=generate, n_fake=len(fake), device=torch.device("cpu"), seed=seed,
                       dataset_fingerprint="test", cache=cache if cache is not None else {})
@@ -45,3 +45,12 @@ def test_swd_is_deterministic_and_cache_independent():
     assert first["values"] == second["values"] == third["values"]
     protocol = first["protocol"]["swd"]
     assert protocol["n_fake"] == 100 and protocol["n_real"] == 100 and protocol["reference"] == "test"
+
+
+def test_swd_does_not_depend_on_the_generation_batch_size():
+    """eval.batch_size is memory only: the same 250 fakes in batches of 250, 100 or 7 (the
+    last one short) give one value, and the set's own value as the real reference."""
+    real, fake = _images(120, 0), _images(250, 3)
+    values = {bs: _swd(real, fake, batch_size=bs)["values"]["swd"] for bs in (250, 100, 7)}
+    assert values[250] == values[100] == values[7], values
+    assert _swd(real, fake)["protocol"]["swd"]["patch_positions"] == "whole set"

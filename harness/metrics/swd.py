@@ -10,7 +10,7 @@ not semantics -- pair it with a feature-based metric for headline numbers.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -45,10 +45,20 @@ def laplacian_pyramid(x: torch.Tensor) -> List[torch.Tensor]:
     return levels
 
 
-def _patches(level: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    n, c, h, w = level.shape
-    ys = torch.randint(0, h - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
-    xs = torch.randint(0, w - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
+def _positions(n: int, shapes: List[Tuple[int, int]], gen: torch.Generator) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """Top-left corners of every image's patches at every level, drawn for the whole set
+    at once (level by level: rows, then columns), so the patches -- and the value -- do
+    not depend on the batches the images arrive in (``eval.batch_size``)."""
+    out = []
+    for h, w in shapes:
+        ys = torch.randint(0, h - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
+        xs = torch.randint(0, w - PATCH + 1, (n, PATCHES_PER_IMAGE), generator=gen)
+        out.append((ys, xs))
+    return out
+
+
+def _patches(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    n, c = level.shape[:2]
     off = torch.arange(PATCH)
     rows = (ys[..., None] + off)[..., :, None].expand(n, PATCHES_PER_IMAGE, PATCH, PATCH)
     cols = (xs[..., None] + off)[..., None, :].expand(n, PATCHES_PER_IMAGE, PATCH, PATCH)
@@ -82,7 +92,9 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator) -
 
 
 def descriptors(images: torch.Tensor, gen: torch.Generator) -> List[torch.Tensor]:
-    return [_patches(level, gen) for level in laplacian_pyramid(images.float())]
+    levels = laplacian_pyramid(images.float())
+    positions = _positions(images.shape[0], [tuple(level.shape[2:]) for level in levels], gen)
+    return [_patches(level, ys, xs) for level, (ys, xs) in zip(levels, positions)]
 
 
 @METRICS.register("swd")
@@ -99,8 +111,16 @@ class SlicedWasserstein(Metric):
         real = ctx.cache[key]
         fake_gen = torch.Generator().manual_seed(ctx.seed + 1)
         fake_desc: List[List[torch.Tensor]] = []
+        positions: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        start = 0
         for batch in ctx.generate(ctx.n_fake):
-            fake_desc.append(descriptors(batch[:, :3], fake_gen))
+            levels = laplacian_pyramid(batch[:, :3].float())
+            if not positions:
+                positions = _positions(ctx.n_fake, [tuple(level.shape[2:]) for level in levels], fake_gen)
+            stop = start + batch.shape[0]
+            fake_desc.append([_patches(level, ys[start:stop], xs[start:stop])
+                              for level, (ys, xs) in zip(levels, positions)])
+            start = stop
         fake = [_normalise(torch.cat(parts, 0)) for parts in zip(*fake_desc)]
         proj_gen = torch.Generator().manual_seed(ctx.seed + 2)
         distances = [sliced_wasserstein(r, f, proj_gen) * 1e3 for r, f in zip(real, fake)]
@@ -108,4 +128,7 @@ class SlicedWasserstein(Metric):
 
     def protocol(self) -> Dict[str, object]:
         return {"patch": PATCH, "patches_per_image": PATCHES_PER_IMAGE, "directions": DIRECTIONS,
-                "repeats": REPEATS, "min_level": MIN_LEVEL, "space": "laplacian pyramid, [-1,1] RGB"}
+                "repeats": REPEATS, "min_level": MIN_LEVEL, "space": "laplacian pyramid, [-1,1] RGB",
+                # patch corners drawn for the whole generated set, not per batch (values
+                # before this field depended on eval.batch_size when n_fake exceeded it)
+                "patch_positions": "whole set"}
