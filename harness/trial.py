@@ -35,6 +35,7 @@ from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
 from harness.metrics import evaluate, prepare as prepare_metrics
+from harness.metrics.generation import FittingGenerator
 from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
@@ -257,18 +258,12 @@ class Trial:
             torch.cuda.synchronize(self.device)
 
     # -------------------------------------------------------------- evaluate
-    @torch.no_grad()
     def generate(self, n: int):
         """Batches of EMA-generator samples from the fixed evaluation noise."""
-        G = self.models.G_ema
-        gen = torch.Generator().manual_seed(self.eval_seed)
-        bs = self.spec.eval.batch_size
-        done = 0
-        while done < n:
-            k = min(bs, n - done)
-            z = G.sample_latent(k, gen, self.spec.eval.truncation).to(self.device)
-            yield G(z)
-            done += k
+        if getattr(self, "_eval_samples", None) is None:
+            self._eval_samples = FittingGenerator(self.models.G_ema, self.spec.eval.batch_size, self.eval_seed,
+                                                  self.device, self.spec.eval.truncation)
+        return self._eval_samples(n)
 
     def evaluate(self) -> Dict[str, Any]:
         if not self.spec.eval.metrics:

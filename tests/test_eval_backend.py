@@ -346,3 +346,42 @@ def test_bad_performance_values_name_the_field():
         parse_trial(tiny_config(**{"performance.channels_last": "yes"}))
     with pytest.raises(ConfigError, match="performance.jit"):
         parse_trial(tiny_config(**{"performance.jit": True}))
+
+
+# ------------------------------------------------------------ evaluation sample generation
+class _SmallMemoryG(nn.Module):
+    """A generator that runs out of memory above ``limit`` samples at once."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit, self.calls = limit, []
+        self.net = nn.Linear(4, 3 * 4 * 4)
+
+    def sample_latent(self, n, generator=None, truncation=None):
+        return torch.randn(n, 4, generator=generator)
+
+    def forward(self, z):
+        self.calls.append(z.shape[0])
+        if z.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.tanh(self.net(z)).view(-1, 3, 4, 4)
+
+
+def test_evaluation_samples_fit_memory_without_changing_them():
+    from harness.metrics.generation import FittingGenerator
+
+    torch.manual_seed(0)
+    roomy = _SmallMemoryG(limit=1000)
+    tight = _SmallMemoryG(limit=7)
+    tight.load_state_dict(roomy.state_dict())
+    expected = torch.cat(list(FittingGenerator(roomy, 25, seed=3, device=torch.device("cpu"))(60)))
+    with pytest.warns(RuntimeWarning, match="eval.batch_size 25 does not fit.*7 at a time") as caught:
+        pieces = list(FittingGenerator(tight, 25, seed=3, device=torch.device("cpu"))(60))
+    # same latents, same order; the samples equal up to float rounding (BLAS kernels differ by batch)
+    assert torch.allclose(torch.cat(pieces), expected, rtol=0, atol=1e-6)
+    assert max(p.shape[0] for p in pieces) == 7
+    assert len([w for w in caught if "does not fit" in str(w.message)]) == 1  # 25 -> 13 -> 7, remembered
+    # after the first chunk the remembered piece size is tried first: no OOM per chunk
+    assert tight.calls.count(25) == 1
+    with pytest.raises(torch.OutOfMemoryError):
+        list(FittingGenerator(_SmallMemoryG(limit=0), 4, seed=0, device=torch.device("cpu"))(4))

@@ -13,6 +13,7 @@ from harness.data.catalog import load_built
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext, Generator
 from harness.metrics import evaluate
+from harness.metrics.generation import FittingGenerator
 from harness.metrics.onnx_backend import requested_backend
 from harness.registry import ARCHITECTURES
 from harness.spec import TrialSpec, parse_trial
@@ -62,14 +63,7 @@ def measure(real: str, fake: str, metrics: List[str], n: Optional[int] = None, r
         n_fake = n or spec.eval.n_samples
         truncation = spec.eval.truncation
 
-        @torch.no_grad()
-        def generate(count: int) -> Iterator[torch.Tensor]:
-            gen = torch.Generator().manual_seed(seed)
-            done = 0
-            while done < count:
-                k = min(batch_size, count - done)
-                yield G(G.sample_latent(k, gen, truncation).to(dev))
-                done += k
+        generate = FittingGenerator(G, batch_size, seed, dev, truncation)
 
         source.update({"kind": "generator", "iteration": iteration, "architecture": spec.architecture.name})
     else:
