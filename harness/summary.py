@@ -89,6 +89,9 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
         "budget": status.get("budget"),
         "error": status.get("error"),
         "labels": json.dumps(labels, sort_keys=True),
+        # what computed the last evaluation's features (environment, not protocol)
+        "eval_backend": ",".join(sorted({str(env.get("backend")) for env in
+                                         (last_eval.get("eval_environment") or {}).values()})) or None,
     }
     try:
         config = yaml.safe_load(record.config_path.read_text())
