@@ -1,6 +1,7 @@
 """Evaluation backends (ONNX Runtime on the CPU, torch eager elsewhere) and the training
 switches (channels-last, torch.compile): speed without changing what is measured."""
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _context(real, fake, backend):
 
 def test_fd_and_kid_of_a_real_set_agree_between_backends():
     faces = _faces()
-    real, other = faces[:50], faces[50:]
+    real, other = faces[:40], faces[40:80]
     blurred = F.avg_pool2d(other, 3, stride=1, padding=1, count_include_pad=False)
     out = {}
     for backend in ("torch", "onnxruntime"):
@@ -234,6 +235,12 @@ def test_cli_metric_threads_and_backend(tmp_path, capsys):
                  "--threads", "1"]) == 0
     text = capsys.readouterr().out
     assert "computed by: backend=onnxruntime" in text and "threads=1" in text
+    before = torch.get_num_threads()
+    assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--metrics", "kid_effnet", "--n", "20",
+                 "--json"]) == 0
+    every_core = json.loads(capsys.readouterr().out)["environment"]["efficientnet-lite0"]["threads"]
+    assert every_core == (os.cpu_count() or 1)  # default: every core ...
+    assert torch.get_num_threads() == before  # ... for that call only
     assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--metrics", "swd", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
 

@@ -51,7 +51,16 @@ def measure(real: str, fake: str, metrics: List[str], n: Optional[int] = None, r
     """Evaluate ``fake`` against ``real``. ``threads``: torch and ONNX Runtime threads
     (default: every core); ``backend``: the feature backend (auto, torch, onnxruntime)."""
     requested_backend(backend)  # a bad name fails before anything is loaded
+    saved = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        return _measure(real, fake, metrics, n, resolution, device, seed, batch_size, backend)
+    finally:
+        torch.set_num_threads(saved)  # a library call leaves the caller's setting as it was
+
+
+def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolution: Optional[int], device: str,
+             seed: int, batch_size: int, backend: Optional[str]) -> Dict[str, Any]:
     dev = torch.device(device)
     source: Dict[str, Any] = {"fake": fake}
     fake_path = Path(fake)
