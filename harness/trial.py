@@ -164,6 +164,8 @@ class Trial:
         self.eval_seed = spec.seed + 1_000_003
         self.grid_z = G.sample_latent(GRID_SIZE, torch.Generator().manual_seed(self.eval_seed),
                                       spec.eval.truncation)
+        self.eval_samples = FittingGenerator(G_ema, spec.eval.batch_size, self.eval_seed, self.device,
+                                             spec.eval.truncation)
 
     def _probe_step(self, models: Models) -> None:
         """One D and one G step of ``models`` (a copy) on throw-away draws: what a
@@ -260,10 +262,7 @@ class Trial:
     # -------------------------------------------------------------- evaluate
     def generate(self, n: int):
         """Batches of EMA-generator samples from the fixed evaluation noise."""
-        if getattr(self, "_eval_samples", None) is None:
-            self._eval_samples = FittingGenerator(self.models.G_ema, self.spec.eval.batch_size, self.eval_seed,
-                                                  self.device, self.spec.eval.truncation)
-        return self._eval_samples(n)
+        return self.eval_samples(n)
 
     def evaluate(self) -> Dict[str, Any]:
         if not self.spec.eval.metrics:

@@ -26,7 +26,7 @@ from harness.metrics.stats import GaussianStats, density_coverage, frechet_dista
 from harness.registry import METRICS
 from harness.store import atomic_target
 
-_EXTRACTORS: Dict[Tuple[str, str, str], FeatureExtractor] = {}
+_EXTRACTORS: Dict[Tuple[Any, ...], FeatureExtractor] = {}
 
 
 def extractor(name: str, pipeline: str, device: torch.device, backend: Optional[str] = None) -> FeatureExtractor:
