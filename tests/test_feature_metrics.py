@@ -57,14 +57,18 @@ def test_inception_pipelines_match_the_libraries(stand_in_inception):
     torch.manual_seed(1)
     imgs = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     x = imgs.float() / 127.5 - 1  # ganbench's [-1, 1] images; quantised back to these uint8 exactly
-    ours_legacy = ex.InceptionV3(torch.device("cpu"), "legacy_pytorch").features(x)
-    ours_tf = ex.InceptionV3(torch.device("cpu"), "tf_compat").features(x)
+    # the pipelines on torch eager (bit-exact with pytorch-fid); ONNX Runtime checked below
+    ours_legacy = ex.InceptionV3(torch.device("cpu"), "legacy_pytorch", backend="torch").features(x)
+    ours_tf = ex.InceptionV3(torch.device("cpu"), "tf_compat", backend="torch").features(x)
+    onnx_legacy = ex.InceptionV3(torch.device("cpu"), "legacy_pytorch", backend="onnxruntime")
+    assert onnx_legacy.backend == "onnxruntime"
     with torch.no_grad():
         pfid = PytorchFidInception([3]).eval()(imgs.float() / 255)[0].flatten(1).double().numpy()
         tfe = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                           feature_extractor_weights_path=str(stand_in_inception)).eval()
         tfid = tfe(imgs)[0].double().numpy()
     assert np.abs(ours_legacy - pfid).max() <= 1e-6  # bit-exact here
+    assert np.abs(onnx_legacy.features(x) - pfid).max() <= 1e-4  # the export's own check bound
     assert np.abs(ours_tf - tfid).max() <= 1e-5  # float32 rounding of the TF-exact resize
     assert np.abs(pfid).max() > 0.01
 
