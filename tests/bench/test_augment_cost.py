@@ -1,9 +1,9 @@
 """What augmentation costs per training iteration, against no augmentation.
 
-The FINDINGS probe's DiffAugment (per-sample Python loops) cost ~1.5x per iteration;
+An early probe's DiffAugment (per-sample Python loops) cost ~1.5x per iteration;
 ganbench's operations are batched. Trials with ``none``, ``diffaugment``
 (colour, translation, cutout) and ``ada`` (every operation, fixed p = 0.6, about what
-ADA reaches on ~100 images) run interleaved round by round at 32 px with the FINDINGS
+ADA reaches on ~100 images) run interleaved round by round at 32 px with the early probe's
 DCGAN (batch 32, one thread); the assertions are on ratios of best rounds.
 Targets: diffaugment <= 1.15x and ada <= 1.25x the iteration time of none (measured
 2026-11-23: 0.98x and 1.07x; none 3.9 it/s).
