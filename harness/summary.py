@@ -1,12 +1,14 @@
 """One row per trial of a study directory, as a pandas DataFrame (and summary.csv/json).
 
-Read-only over the trial records (harness.store layout) so it works while a study runs,
-after it was killed, and on a copy of the results. Columns:
+Read-only over the study folder (through harness.store's StudyRecord and TrialRecord) so
+it works while a study runs, after it was killed, and on a copy of the results; imports
+neither torch nor the variants. Columns:
 
     trial_id, phase (grid | search | finalist), status (completed | diverged | failed |
     stopped | running | pending), variant, seed, objective (searches),
     config.<dotted path>     every field of the resolved trial config (lists as JSON)
     best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
+    direction.<metric>       min | max, as the trial recorded it with its values
     best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>   when the best was first reached
     iterations, samples_seen, wall_s, train_s, eval_s, effective_batch, effective_batch_g,
     peak_rss_mb, peak_cuda_mb, attempts, error, budget, labels (JSON)
@@ -16,12 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
-
-from harness.store import TrialRecord, atomic_write_text, read_jsonl
+from harness.store import StudyRecord, TrialRecord, atomic_write_text
 
 BASE_COLUMNS = ["trial_id", "phase", "status", "variant", "seed", "objective", "iterations", "samples_seen",
                 "wall_s", "train_s", "eval_s", "effective_batch", "effective_batch_g", "peak_rss_mb",
@@ -40,30 +39,26 @@ def flatten(obj: Any, prefix: str) -> Dict[str, Any]:
     return out
 
 
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+# Value keys whose higher values are better, for rows written before each value carried
+# its direction (newer rows say it themselves: ``higher_is_better`` in metrics.jsonl).
+_HIGHER_IS_BETTER_PREFIXES = ("precision", "recall", "density", "coverage", "is", "prdc")
 
 
-def _search_settings(root: Path) -> Optional[Dict[str, Any]]:
-    try:
-        study = yaml.safe_load((root / "study.yaml").read_text())
-    except OSError:
-        return None
-    search = (study or {}).get("search")
+def fallback_direction(name: str) -> str:
+    """'min' or 'max' of a metric value key, from its name (records that predate directions)."""
+    return "max" if name.split("_")[0] in _HIGHER_IS_BETTER_PREFIXES else "min"
+
+
+def _search_settings(study: StudyRecord) -> Optional[Dict[str, Any]]:
+    search = (study.read_study() or {}).get("search")
     if not search:
         return None
-    from harness.study import metric_direction
-
-    return {"metric": search["metric"], "objective": search.get("objective", "best"),
-            "mode": search.get("mode") or metric_direction(search["metric"])}
+    return {"metric": search["metric"], "objective": search.get("objective", "best"), "mode": search.get("mode")}
 
 
-def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    record = TrialRecord(record_dir)
-    info = _read_json(record_dir / "study_trial.json") or {}
+def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    record_dir = record.root
+    info = study.trial_info(record_dir.name)
     status = record.status() or {}
     reports = record.reports()
     last = reports[-1] if reports else {}
@@ -85,7 +80,7 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
         "effective_batch_g": last.get("effective_batch_g"),
         "peak_rss_mb": max((r.get("peak_rss_mb", 0.0) for r in reports), default=None),
         "peak_cuda_mb": max((r["peak_cuda_mb"] for r in reports if "peak_cuda_mb" in r), default=None),
-        "attempts": len(read_jsonl(record_dir / "attempts.jsonl")),
+        "attempts": len(study.attempts(record_dir.name)),
         "budget": status.get("budget"),
         "error": status.get("error"),
         "labels": json.dumps(labels, sort_keys=True),
@@ -93,10 +88,7 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
         "eval_backend": ",".join(sorted({str(env.get("backend")) for env in
                                          (last_eval.get("eval_environment") or {}).values()})) or None,
     }
-    try:
-        config = yaml.safe_load(record.config_path.read_text())
-    except OSError:
-        config = None
+    config = record.read_config()
     if config:
         row["seed"] = config.get("seed")
         row.update(flatten(config, "config"))
@@ -106,6 +98,9 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
         row[f"final.{name}"] = value
     for name, proto in (last_eval.get("protocol") or {}).items():
         row[f"protocol.{name}"] = json.dumps(proto, sort_keys=True)
+    higher = last_eval.get("higher_is_better") or {}
+    for name in (last_eval.get("metrics") or {}):
+        row[f"direction.{name}"] = ("max" if higher[name] else "min") if name in higher else fallback_direction(name)
     for name, value in (last_eval.get("best") or {}).items():
         reached = _first_reaching(evals, name, value)
         if reached is not None:
@@ -113,9 +108,11 @@ def trial_row(record_dir: Path, search: Optional[Dict[str, Any]] = None) -> Dict
             row[f"best_wall_s.{name}"] = reached.get("wall_s")
             row[f"best_train_s.{name}"] = reached.get("train_s")
     if search is not None:
-        from harness.study import objective_value
+        from harness.study.search import objective_value
 
-        row["objective"] = objective_value(last_eval, search["metric"], search["objective"], search["mode"])
+        metric = search["metric"]
+        mode = search["mode"] or row.get(f"direction.{metric}") or fallback_direction(metric)
+        row["objective"] = objective_value(last_eval, metric, search["objective"], mode)
     else:
         row["objective"] = None
     return row
@@ -138,21 +135,19 @@ def summarize(root: os.PathLike):
     yet appear as ``pending``)."""
     import pandas as pd
 
-    root = Path(root)
-    if not (root / "study.yaml").exists():
+    study = StudyRecord(root)
+    if not study.exists():
         from harness.errors import ConfigError
 
-        raise ConfigError("DIR", str(root), "a study results directory (one holding study.yaml)")
-    search = _search_settings(root)
+        raise ConfigError("DIR", str(root), f"a study results directory (one holding {study.STUDY_FILE})")
+    search = _search_settings(study)
     rows: List[Dict[str, Any]] = []
     seen = set()
-    trials = root / "trials"
-    for record_dir in sorted(trials.iterdir() if trials.exists() else []):
-        if record_dir.is_dir():
-            row = trial_row(record_dir, search)
-            rows.append(row)
-            seen.add(row["trial_id"])
-    for planned in (_read_json(root / "plan.json") or []):
+    for record in study.trial_records():
+        row = trial_row(study, record, search)
+        rows.append(row)
+        seen.add(row["trial_id"])
+    for planned in study.read_plan():
         if planned["trial_id"] not in seen:
             rows.append({"trial_id": planned["trial_id"], "phase": planned["phase"], "status": "pending",
                          "variant": planned["labels"].get("variant"), "seed": planned["labels"].get("seed"),
@@ -164,7 +159,8 @@ def summarize(root: os.PathLike):
         return pd.DataFrame(columns=BASE_COLUMNS)
     first = [c for c in BASE_COLUMNS if c in frame.columns]
     metric_cols = sorted(c for c in frame.columns
-                         if c.startswith(("best.", "final.", "protocol.", "best_iter.", "best_wall_s.", "best_train_s.")))
+                         if c.startswith(("best.", "final.", "protocol.", "direction.", "best_iter.", "best_wall_s.",
+                                          "best_train_s.")))
     config_cols = [c for c in frame.columns if c.startswith("config.")]
     rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]
     return frame[first + metric_cols + rest + config_cols]
@@ -172,10 +168,10 @@ def summarize(root: os.PathLike):
 
 def write_summary(root: os.PathLike):
     """Write summary.csv and summary.json (atomically) and return the DataFrame."""
-    root = Path(root)
+    study = StudyRecord(root)
     frame = summarize(root)
-    atomic_write_text(root / "summary.csv", frame.to_csv(index=False))
-    atomic_write_text(root / "summary.json", to_json(frame))
+    atomic_write_text(study.summary_csv, frame.to_csv(index=False))
+    atomic_write_text(study.summary_json, to_json(frame))
     return frame
 
 

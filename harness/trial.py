@@ -1,11 +1,13 @@
 """One trial: build from a TrialSpec, train, evaluate, checkpoint, report.
 
-No Ray here: the study runner wraps :func:`run_trial` in a Ray Tune trainable, and
-``ganbench trial`` calls it in-process. Data flows one way::
+No Ray here: the study runner wraps :class:`Trial` in a Ray Tune trainable
+(:mod:`harness.trainable`), and ``ganbench trial`` calls :func:`run_trial` in-process.
+Data flows one way::
 
-    TrialSpec -> build (data, G, D, G_ema, optimizers, variants) -> train loop
-              -> evaluate every eval.every -> report row -> TrialRecord on disk
+    TrialSpec -> build (harness.build: data, G, D, G_ema, optimizers, variants) -> train loop
+              -> evaluate every eval.every (harness.reporting) -> report row -> TrialRecord
 
+The loop's counters, timers and RNGs are one :class:`TrainingState`, checkpointed as one.
 Rerunning on the same directory resumes from the last checkpoint that verifies: the
 metrics series is truncated back to that checkpoint's iteration, so it has neither
 duplicated nor missing iterations, and all RNG states are restored, so on the same
@@ -13,37 +15,29 @@ machine the resumed run computes the same losses as an uninterrupted one.
 """
 from __future__ import annotations
 
-import copy
 import os
-import platform
-import random
-import resource
 import socket
-import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from harness import checkpoint as ckpt
 from harness import performance
+from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
-from harness.interfaces import EvalContext
-from harness.metrics import evaluate, prepare as prepare_metrics
-from harness.metrics.generation import FittingGenerator
-from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
+from harness.metrics import prepare as prepare_metrics
+from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
 from harness.store import TrialRecord, atomic_write_json, atomic_write_text
+from harness.training_state import TrainingState
 
-GRID_SIZE = 64  # samples in a sample grid (8 x 8)
-
-ReportCallback = Callable[[Dict[str, Any], "Trial"], None]
+__all__ = ["GRID_SIZE", "Trial", "TrialResult", "count_parameters", "resolve_device", "run_trial", "seed_everything"]
 
 
 @dataclass
@@ -55,62 +49,8 @@ class TrialResult:
     error: Optional[str] = None
 
 
-def resolve_device(spec: TrialSpec) -> torch.device:
-    device = torch.device(spec.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device", spec.device, "cpu (CUDA is not available on this machine)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError("device", spec.device, f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device", spec.device, "cpu (MPS is not available on this machine)")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def environment(spec: TrialSpec, device: torch.device) -> Dict[str, Any]:
-    import torchvision
-
-    env: Dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        from importlib.metadata import version
-
-        env["ganbench"] = version("ganbench")
-    except Exception:  # running from a source tree without installation
-        env["ganbench"] = "source"
-    if device.type == "cuda":
-        env["cuda"] = torch.version.cuda
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
 class Trial:
-    """A built trial: everything the loop needs, plus its record on disk."""
+    """A trial being trained: its spec, record, built parts, state and reporter."""
 
     def __init__(self, spec: TrialSpec, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,
                  progress: bool = False):
@@ -118,16 +58,24 @@ class Trial:
         self.record = TrialRecord(out_dir)
         self.callbacks = list(callbacks or [])
         self.progress = progress
-        self.iteration = 0
-        self.samples_seen = 0
-        self.wall_offset = 0.0  # seconds accumulated before a resume
-        self.eval_s = 0.0
-        self.overhead_s = 0.0  # eval + checkpoint + samples + reporting
-        self.loss_sums: Dict[str, float] = {}
-        self.loss_count = 0
-        self.best: Dict[str, float] = {}
-        self.metric_cache: Dict[str, Any] = {}
+        self.state = TrainingState()
         self.last_report: Optional[Dict[str, Any]] = None
+        self.models: Optional[Models] = None
+        self.stage = None
+        self._stop = False
+
+    # the counters the study runner and tests read
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
+
+    @property
+    def best(self) -> Dict[str, float]:
+        return self.state.best
+
+    @property
+    def eval_s(self) -> float:
+        return self.state.eval_s
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
@@ -135,37 +83,13 @@ class Trial:
         self.device = resolve_device(spec)
         torch.set_num_threads(spec.threads)
         seed_everything(spec.seed)
-        image_set = load_image_set(spec.dataset)
-        self.data = TrainingData(image_set, self.device, hflip=spec.dataset.hflip)
-        arch = ARCHITECTURES.build(
-            spec.architecture.name, spec.architecture.kwargs, "architecture.name",
-            resolution=spec.dataset.resolution, channels=spec.dataset.channels,
-        )
-        G, D = arch.make_generator(), arch.make_discriminator()
-        self.transfer = TRANSFERS.build(spec.transfer.method, spec.transfer.kwargs, "transfer.method",
-                                        source=spec.transfer.source, spec=spec)
-        G, D = self.transfer.prepare(G.to(self.device), D.to(self.device), self.device)
-        G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-        o = spec.optimization
-        opt_g = torch.optim.Adam(G.parameters(), lr=o.lr_g, betas=o.betas, eps=o.eps)
-        opt_d = torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas, eps=o.eps)
-        augment = AUGMENTS.build(spec.augment.policy, spec.augment.kwargs, "augment.policy",
-                                 channels=spec.dataset.channels).to(self.device)
-        regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight,
-                                   iterations=o.iterations)
-                for i, r in enumerate(spec.regularizers)]
-        loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
-        self.models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])
+        self.data = TrainingData(load_image_set(spec.dataset), self.device, hflip=spec.dataset.hflip)
+        built = build_models(spec, self.device)
+        self.models, self.transfer = built.models, built.transfer
         self.performance = performance.apply(spec.performance, self.models, self._probe_step)
         prepare_metrics(spec.eval.metrics, self.device)
         self.sampler = Sampler(spec.seed)
-        # Fixed noise for sample grids and evaluation: the same latents at every
-        # evaluation, so the series measures the generator, not the draw.
-        self.eval_seed = spec.seed + 1_000_003
-        self.grid_z = G.sample_latent(GRID_SIZE, torch.Generator().manual_seed(self.eval_seed),
-                                      spec.eval.truncation)
-        self.eval_samples = FittingGenerator(G_ema, spec.eval.batch_size, self.eval_seed, self.device,
-                                             spec.eval.truncation)
+        self.reporter = Reporter(spec, self.record, self.models.G, self.models.G_ema, self.device, self.callbacks)
 
     def _probe_step(self, models: Models) -> None:
         """One D and one G step of ``models`` (a copy) on throw-away draws: what a
@@ -177,29 +101,17 @@ class Trial:
 
     def describe(self) -> Dict[str, Any]:
         m = self.models
-        return {
-            "G_parameters": count_parameters(m.G),
-            "D_parameters": count_parameters(m.D),
-            "dataset": self.data.name,
-            "dataset_images": len(self.data),
-            "dataset_fingerprint": self.data.fingerprint,
-            "effective_batch_d": self.spec.optimization.effective_batch_d,
-            "effective_batch_g": self.spec.optimization.effective_batch_g,
-        }
+        info = model_info(self.spec, m.G, m.D)
+        return {"G_parameters": info["G_parameters"], "D_parameters": info["D_parameters"],
+                "dataset": self.data.name, "dataset_images": len(self.data),
+                "dataset_fingerprint": self.data.fingerprint, "effective_batch_d": info["effective_batch_d"],
+                "effective_batch_g": info["effective_batch_g"]}
 
     # ------------------------------------------------------------- checkpoint
-    def state(self) -> Dict[str, Any]:
+    def checkpoint_state(self) -> Dict[str, Any]:
         m = self.models
-        np_state = np.random.get_state()
-        state = {
-            "iteration": self.iteration,
-            "samples_seen": self.samples_seen,
-            "wall_s": self.wall_s(),
-            "eval_s": self.eval_s,
-            "overhead_s": self.overhead_s,
-            "loss_sums": dict(self.loss_sums),
-            "loss_count": self.loss_count,
-            "best": dict(self.best),
+        return {
+            **self.state.to_checkpoint(self.sampler.generator),
             "G": m.G.state_dict(),
             "D": m.D.state_dict(),
             "G_ema": m.G_ema.state_dict(),
@@ -208,28 +120,11 @@ class Trial:
             "augment": m.augment.state_dict(),
             "regularizers": [r.state_dict() for r in m.regularizers],
             "transfer": self.transfer.state_dict(),
-            "rng": {
-                "sampler": self.sampler.generator.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                          int(np_state[3]), float(np_state[4])],
-                "python": _python_rng_state(),
-            },
             "config": self.spec.to_dict(),
         }
-        return state
 
-    def load_state(self, state: Dict[str, Any]) -> None:
+    def load_checkpoint_state(self, state: Dict[str, Any]) -> None:
         m = self.models
-        self.iteration = int(state["iteration"])
-        self.samples_seen = int(state["samples_seen"])
-        self.wall_offset = float(state["wall_s"])
-        self.eval_s = float(state["eval_s"])
-        self.overhead_s = float(state["overhead_s"])
-        self.loss_sums = dict(state["loss_sums"])
-        self.loss_count = int(state["loss_count"])
-        self.best = dict(state["best"])
         m.G.load_state_dict(state["G"])
         m.D.load_state_dict(state["D"])
         m.G_ema.load_state_dict(state["G_ema"])
@@ -239,94 +134,46 @@ class Trial:
         for reg, reg_state in zip(m.regularizers, state["regularizers"]):
             reg.load_state_dict(reg_state)
         self.transfer.load_state_dict(state["transfer"])
-        rng = state["rng"]
-        self.sampler.generator.set_state(rng["sampler"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np_state = rng["numpy"]
-        np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), np_state[2], np_state[3], np_state[4]))
-        _set_python_rng_state(rng["python"])
+        self.state.load_checkpoint(state, self.sampler.generator)
 
     def save_checkpoint(self) -> None:
-        ckpt.save(self.record.checkpoints_dir, self.iteration, self.state(), keep=self.spec.keep_checkpoints)
+        ckpt.save(self.record.checkpoints_dir, self.iteration, self.checkpoint_state(),
+                  keep=self.spec.keep_checkpoints)
 
-    # ---------------------------------------------------------------- timing
     def wall_s(self) -> float:
-        return self.wall_offset + (time.perf_counter() - self.t_start)
+        return self.state.wall_s()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    # -------------------------------------------------------------- evaluate
-    def generate(self, n: int):
-        """Batches of EMA-generator samples from the fixed evaluation noise."""
-        return self.eval_samples(n)
-
-    def evaluate(self) -> Dict[str, Any]:
-        if not self.spec.eval.metrics:
-            return {"values": {}, "protocol": {}, "higher_is_better": {}}
-        ctx = EvalContext(
-            real=self.data.rgb, generate=self.generate, n_fake=self.spec.eval.n_samples, device=self.device,
-            seed=self.spec.seed, dataset_fingerprint=self.data.rgb_fingerprint, cache=self.metric_cache,
-        )
-        return evaluate(self.spec.eval.metrics, ctx)
-
-    @torch.no_grad()
-    def save_samples(self) -> Path:
-        import torchvision.utils as vutils
-
-        G = self.models.G_ema
-        images = G(self.grid_z.to(self.device)).float().cpu().add(1).div(2).clamp(0, 1)
-        nrow = int(GRID_SIZE ** 0.5)
-        grid = vutils.make_grid(images[:, :3], nrow=nrow, padding=1)
-        if images.shape[1] == 4:  # seed D: show the generated mask under the RGB grid
-            mask = vutils.make_grid(images[:, 3:4].expand(-1, 3, -1, -1), nrow=nrow, padding=1)
-            grid = torch.cat([grid, mask], dim=1)
-        path = self.record.samples_dir / f"samples-{self.iteration:08d}.png"
-        tmp = path.with_name("." + path.name + ".tmp.png")
-        vutils.save_image(grid, str(tmp))
-        os.replace(tmp, path)
-        return path
-
     # ---------------------------------------------------------------- report
+    def evaluate(self) -> Dict[str, Any]:
+        """The trial's metrics on its EMA generator now (values, protocols, directions)."""
+        return self.reporter.evaluate(self.data.rgb, self.data.rgb_fingerprint)
+
     def report(self, evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        o = self.spec.optimization
-        losses = {k: v / max(self.loss_count, 1) for k, v in self.loss_sums.items()}
-        wall_s = self.wall_s()
+        o, st = self.spec.optimization, self.state
+        wall_s = st.wall_s()
         row: Dict[str, Any] = {
-            "iteration": self.iteration,
-            "samples_seen": self.samples_seen,
+            "iteration": st.iteration,
+            "samples_seen": st.samples_seen,
             "wall_s": round(wall_s, 4),
-            "train_s": round(wall_s - self.overhead_s, 4),
-            "eval_s": round(self.eval_s, 4),
-            "losses": losses,
+            "train_s": round(wall_s - st.overhead_s, 4),
+            "eval_s": round(st.eval_s, 4),
+            "losses": st.take_mean_losses(),
             "effective_batch": o.effective_batch_d,
             "effective_batch_g": o.effective_batch_g,
             "stage": self.stage,
             "performance": self.performance,
             "augment": self.models.augment.stats(),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
         }
         reg_stats = {k: v for r in self.models.regularizers for k, v in r.stats().items()}
         if reg_stats:
             row["regularizers"] = reg_stats
-        if self.device.type == "cuda":
-            row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         if evaluation is not None:
-            row["metrics"] = evaluation["values"]
-            row["protocol"] = evaluation["protocol"]
-            row["eval_environment"] = evaluation.get("environment", {})
-            for name, value in evaluation["values"].items():
-                better = max if evaluation["higher_is_better"].get(name, False) else min
-                self.best[name] = better(self.best.get(name, value), value)
-            row["best"] = dict(self.best)
-        self.loss_sums, self.loss_count = {}, 0
-        self.record.append_report(row)
-        self.last_report = row
-        for callback in self.callbacks:
-            callback(row, self)
+            st.update_best(evaluation["values"], evaluation["higher_is_better"])
+        self.last_report = self.reporter.write(row, evaluation, st.best, self)
         return row
 
     # ------------------------------------------------------------------- run
@@ -335,7 +182,7 @@ class Trial:
         finished = self.start()
         if finished is not None:
             return finished
-        bar = _progress_bar(self.spec.optimization.iterations, self.iteration) if self.progress else None
+        bar = progress_bar(self.spec.optimization.iterations, self.iteration) if self.progress else None
         try:
             result = self.advance(None, bar)
         finally:
@@ -355,19 +202,19 @@ class Trial:
         previous = record.status()
         if previous and previous["status"] in ("completed", "diverged"):
             reports = record.reports()
-            self.iteration = int(previous.get("iteration", 0))
+            self.state.iteration = int(previous.get("iteration", 0))
             self.last_report = reports[-1] if reports else None
             return TrialResult(previous["status"], self.iteration, record.root, self.last_report,
                                previous.get("error"))
         record.create()
-        if not hasattr(self, "models"):
+        if self.models is None:
             self.build()
         self.last_report = None
         # Load on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies
         # weights and optimizer state onto the parameters' device.
         state = ckpt.load_latest(record.checkpoints_dir, map_location="cpu")
         if state is not None:
-            self.load_state(state)
+            self.load_checkpoint_state(state)
             kept = record.truncate_reports(self.iteration)
             self.last_report = kept[-1] if kept else None
         else:
@@ -379,9 +226,8 @@ class Trial:
             env["dataset_info"] = self.data.info
             env["source_model"] = self.transfer.source_fingerprint()
             atomic_write_json(record.env_path, env)
-        self.resumed_from = self.iteration
         record.set_status("running", iteration=self.iteration, pid=os.getpid(), host=socket.gethostname())
-        self.t_start = time.perf_counter()
+        self.state.start_clock()
         self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
         self._stop = False
         return None
@@ -458,7 +304,7 @@ class Trial:
                 if bad is not None:
                     return self._diverged(bad)
                 m.opt_d.step()
-                self.samples_seen += o.batch_size * o.accumulation.d
+                self.state.samples_seen += o.batch_size * o.accumulation.d
                 for k, v in d_stats.items():
                     step_stats[k] = step_stats.get(k, 0) + v / o.d_steps
             g_stats = generator_step(m, self.sampler, o.batch_size, o.accumulation.g, it, self.device)
@@ -468,10 +314,8 @@ class Trial:
             m.opt_g.step()
             step_stats.update(g_stats)
             update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
-            self.iteration = it + 1
-            for k, v in step_stats.items():
-                self.loss_sums[k] = self.loss_sums.get(k, 0.0) + float(v)
-            self.loss_count += 1
+            self.state.iteration = it + 1
+            self.state.add_losses(step_stats)
             self._after_step(bar)
         if self.iteration < o.iterations and not self._stop:
             return None  # paused at ``until``; more to train
@@ -485,7 +329,7 @@ class Trial:
 
     def _time_up(self) -> bool:
         budget = self.spec.optimization.time_budget_s
-        return budget is not None and (self.wall_s() - self.overhead_s) >= budget
+        return budget is not None and self.state.train_s() >= budget
 
     def _after_step(self, bar) -> None:
         spec, i = self.spec, self.iteration
@@ -507,18 +351,18 @@ class Trial:
         evaluation = None
         if do_eval:
             evaluation = self.evaluate()
-            self.eval_s += time.perf_counter() - t0
+            self.state.eval_s += time.perf_counter() - t0
         if do_samples:
-            self.save_samples()
-        self.overhead_s += time.perf_counter() - t0
+            self.reporter.save_samples(self.iteration)
+        self.state.overhead_s += time.perf_counter() - t0
         if do_log:
             row = self.report(evaluation)
             if bar is not None:
-                bar.set_postfix_str(_postfix(row), refresh=False)
+                bar.set_postfix_str(postfix(row), refresh=False)
         t1 = time.perf_counter()
         if do_ckpt:
             self.save_checkpoint()
-        self.overhead_s += time.perf_counter() - t1
+        self.state.overhead_s += time.perf_counter() - t1
         if bar is not None:
             bar.update(1)
 
@@ -526,31 +370,6 @@ class Trial:
         error = f"non-finite {term} at iteration {self.iteration + 1}"
         self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
         return {"status": "diverged", "error": error}
-
-
-def _python_rng_state() -> List[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_python_rng_state(state: List[Any]) -> None:
-    random.setstate((state[0], tuple(state[1]), state[2]))
-
-
-def _postfix(row: Dict[str, Any]) -> str:
-    parts = [f"d {row['losses'].get('d_loss', float('nan')):.3f}", f"g {row['losses'].get('g_loss', float('nan')):.3f}"]
-    for k, v in (row.get("metrics") or {}).items():
-        parts.append(f"{k} {v:.4g}")
-    return " ".join(parts)
-
-
-def _progress_bar(total: int, initial: int):
-    from tqdm import tqdm
-
-    # Redraw often on a terminal; rarely when the output goes to a log file.
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, file=sys.stderr,
-                mininterval=0.5 if interactive else 30.0)
 
 
 def run_trial(spec: Any, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,

@@ -257,7 +257,7 @@ def test_leaderboard_ranks_merges_and_refuses_mixed_protocols():
 
 
 def test_renderers_escape_their_formats():
-    from harness.analysis.table import Cell, Table, fmt
+    from harness.analysis.render import Cell, Table, fmt
 
     t = Table("50% of a_b", ["a|b", "<x>"], [[Cell("1 & 2"), Cell("<b>", bold=True)]], pd.DataFrame([{"a": 1}]),
               notes=["n_fake ± 1"])

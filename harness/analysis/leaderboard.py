@@ -18,8 +18,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from harness.analysis import stats
 from harness.analysis.results import FINISHED, StudyResults, metric_direction
-from harness.analysis.table import Cell, Table, fmt, fmt_count, interval, mean_std
+from harness.analysis.render import Cell, Table, fmt, fmt_count, interval, mean_std
 from harness.analysis.tables import check_protocol
+from harness.analysis.kinds import table_kind
+from harness.analysis.options import AnalysisOptions
 from harness.errors import ConfigError
 
 WHICH = ("best", "final")
@@ -43,7 +45,7 @@ def leaderboard(studies: Sequence[StudyResults], metric: Optional[str] = None, w
         frames.append(res.rows(phase, statuses))
     rows = pd.concat(frames, ignore_index=True)
     protocol = check_protocol(rows, metric)
-    direction = metric_direction(metric)
+    direction = metric_direction(metric, rows)
     records: List[Dict[str, Any]] = []
     for (study, cell), g in rows.groupby(["study", "cell"], sort=False):
         s = stats.summarize(g[col], level=level)
@@ -79,3 +81,8 @@ def leaderboard(studies: Sequence[StudyResults], metric: Optional[str] = None, w
                                           "pareto_rank"])
     return Table(f"Leaderboard: {col}", columns, table_rows, data, notes,
                  align=["r", "l", "l"] + ["r"] * 9, name="leaderboard")
+
+
+@table_kind("leaderboard", "the study's configurations ranked, with cost and Pareto rank", order=40)
+def _leaderboard(results: StudyResults, o: AnalysisOptions) -> Table:
+    return leaderboard([results], metric=o.metric, phase=o.phase, level=o.level)

@@ -154,15 +154,18 @@ def augment_figure(curves, key: str = "ada_p", colour: Optional[Dict[str, str]] 
 
 def optuna_figures(root: Path, study_name: str, notice: Callable[[str], None] = lambda s: None) -> Dict[str, object]:
     """Optuna's optimisation history and parameter importances of a search study, read from
-    ``root/optuna.db`` (empty when there is none)."""
-    db = Path(root) / "optuna.db"
+    the study folder's Optuna database (empty when there is none)."""
+    from harness.store import StudyRecord
+
+    record = StudyRecord(root)
+    db = record.optuna_path
     if not db.exists():
         return {}
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
+        study = optuna.load_study(study_name=study_name, storage=record.optuna_url)
     except Exception as err:  # a db from another study name, or a corrupt file
         notice(f"Optuna plots skipped: cannot read {db}: {err}")
         return {}

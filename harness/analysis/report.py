@@ -11,6 +11,7 @@ smaller). With ``png=True`` every figure is also written as a PNG beside the rep
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
 import json
@@ -18,14 +19,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import plots
-from harness.analysis.leaderboard import leaderboard
+from harness.analysis.kinds import table_kinds
+from harness.analysis.options import PLOTLYJS, ReportOptions
+from harness.analysis.render import Cell, Table, fmt
 from harness.analysis.results import FINISHED, StudyResults, curves, load_study, sample_grids
-from harness.analysis.table import Cell, Table, fmt
-from harness.analysis.tables import ablation_table, comparison_table, metric_columns, pairwise_table, protocols
+from harness.analysis.tables import comparison_table, metric_columns, protocols
 from harness.errors import ConfigError
 from harness.store import atomic_write_text
 
-PLOTLYJS = ("inline", "cdn")
+__all__ = ["PLOTLYJS", "ReportOptions", "render_report", "write_report"]
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1280px;padding:16px 28px;
@@ -175,16 +177,14 @@ def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: f
     return figs
 
 
-def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[Sequence[str]] = None,
-                  baseline: Optional[str] = None, test: str = "welch", phase: Optional[str] = None,
-                  ci: str = "t", level: float = 0.95, plotlyjs: str = "inline",
+def render_report(res: StudyResults, options: Optional[ReportOptions] = None,
                   notice: Callable[[str], None] = print) -> Tuple[str, Dict[str, Any]]:
     """The report's HTML and its figures."""
     import plotly
     import plotly.io as pio
 
-    if plotlyjs not in PLOTLYJS:
-        raise ConfigError("--plotlyjs", plotlyjs, "one of " + ", ".join(PLOTLYJS))
+    options = options or ReportOptions()
+    metric, by, phase, ci, level = options.metric, options.by, options.phase, options.ci, options.level
     phase = phase or res.default_phase()
     try:
         metric = metric or res.default_metric()
@@ -204,20 +204,17 @@ def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[
                  f"report written {when}</p>")
     if description:
         parts.append(f"<p>{html.escape(description)}</p>")
-    study_yaml = (res.root / "study.yaml").read_text() if (res.root / "study.yaml").exists() else ""
+    study_yaml = res.record.study_text()
     parts.append(f"<details><summary>study file as run</summary><pre>{html.escape(study_yaml)}</pre></details>")
     toc = ["tables", "plots", "samples", "over-time", "protocols", "trials"]
     parts.append("<p>" + " · ".join(f'<a href="#{t}">{t}</a>' for t in toc) + "</p>")
 
     tables = []
     if metric:
-        tables.append(_table_html(lambda: comparison_table(res, by=by, metrics=[metric], phase=phase, ci=ci,
-                                                           level=level)))
-        if phase == "grid" and (res.study.get("grid") or res.study.get("variants")):
-            tables.append(_table_html(lambda: ablation_table(res, metric=metric, phase=phase, level=level)))
-        tables.append(_table_html(lambda: pairwise_table(res, metric=metric, baseline=baseline, by=by, phase=phase,
-                                                         test=test)))
-        tables.append(_table_html(lambda: leaderboard([res], metric=metric, phase=phase, level=level)))
+        resolved = dataclasses.replace(options, metric=metric, phase=phase)
+        for kind in table_kinds():  # every registered kind the report shows, in order
+            if kind.in_report(res, phase):
+                tables.append(_table_html(lambda: kind.build(res, resolved)))
         other = [m for m in res.metrics() if m != metric]
         if other:
             tables.append(_table_html(lambda: comparison_table(res, by=by, metrics=other, phase=phase, ci=ci,
@@ -243,7 +240,7 @@ def render_report(res: StudyResults, metric: Optional[str] = None, by: Optional[
     parts.append(_section("Metric protocols", "protocols", _protocol_section(res)))
     parts.append(_section("Trials", "trials", _status_section(res)))
 
-    if plotlyjs == "inline":
+    if options.plotlyjs == "inline":
         script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
     else:
         script = f'<script src="https://cdn.plot.ly/plotly-{plotly_js_version()}.min.js" charset="utf-8"></script>'
@@ -260,14 +257,16 @@ def plotly_js_version() -> str:
     return get_plotlyjs_version()
 
 
-def write_report(results_dir, out: Optional[Path] = None, png: bool = True, notice: Callable[[str], None] = print,
-                 **options: Any) -> Path:
-    """Write the study's report (default ``<results_dir>/report.html``); return its path."""
+def write_report(results_dir, out: Optional[Path] = None, options: Optional[ReportOptions] = None,
+                 notice: Callable[[str], None] = print, **fields: Any) -> Path:
+    """Write the study's report (default: the study folder's report.html); return its path.
+    ``options`` (or its fields as keywords: ``png=False, metric="swd"``) say what it shows."""
+    options = dataclasses.replace(options, **fields) if options is not None else ReportOptions(**fields)
     res = load_study(results_dir)
-    out = Path(out) if out else res.root / "report.html"
-    page, figs = render_report(res, notice=notice, **options)
+    out = Path(out) if out else res.record.report_path
+    page, figs = render_report(res, options, notice=notice)
     atomic_write_text(out, page)
-    if png and figs:
+    if options.png and figs:
         folder = out.with_name(out.stem + "_files")
         written = 0
         with plots.PngExporter(notice=notice) as exporter:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import yaml
-
 from harness.errors import ConfigError
-from harness.store import TrialRecord
+from harness.store import StudyRecord
+from harness.summary import fallback_direction, summarize
 
 # The statuses a table pools by default: a completed trial ran its whole budget; a diverged
 # one ran until it blew up (its best-so-far is a real measurement of the protocol, and
@@ -70,15 +69,19 @@ def cell_of(labels: Dict[str, Any], phase: str) -> str:
     return text
 
 
-def metric_direction(name: str) -> str:
-    """'min' or 'max' for a metric value key (a registered metric name, or a key one of
-    them reports, such as precision_effnet)."""
-    from harness import registry
-    from harness.study import metric_direction as registered_direction
-
-    if name in registry.METRICS.names():
-        return registered_direction(name)
-    return "max" if name.split("_")[0] in ("precision", "recall", "density", "coverage", "is") else "min"
+def metric_direction(name: str, frame: Any = None) -> str:
+    """'min' or 'max' for a metric value key, as the trials recorded it with their values
+    (the summary's ``direction.<name>`` column of ``frame``); by its name for records that
+    predate directions. Needs no metric registry (so no torch)."""
+    column = f"direction.{name}"
+    if frame is not None and column in getattr(frame, "columns", ()):
+        found = sorted(set(frame[column].dropna()))
+        if len(found) > 1:
+            raise ConfigError("--metric", name, f"a metric whose trials agree on its direction (they say "
+                              f"{' and '.join(found)})")
+        if found:
+            return str(found[0])
+    return fallback_direction(name)
 
 
 @dataclass
@@ -88,6 +91,14 @@ class StudyResults:
     study: Dict[str, Any]
     frame: Any                                  # pandas.DataFrame, one row per trial
     cells: List[str] = field(default_factory=list)   # plan order
+
+    @property
+    def record(self) -> StudyRecord:
+        return StudyRecord(self.root)
+
+    def direction(self, metric: str) -> str:
+        """'min' or 'max' for one of this study's metric value keys."""
+        return metric_direction(metric, self.frame)
 
     @property
     def kind(self) -> str:
@@ -123,26 +134,18 @@ class StudyResults:
         return found[0]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def load_study(root) -> StudyResults:
     import pandas as pd
 
-    from harness.summary import summarize
-
     root = Path(root)
     frame = summarize(root)  # raises ConfigError for a directory that is not a study's
-    study = yaml.safe_load((root / "study.yaml").read_text()) or {}
+    record = StudyRecord(root)
+    study = record.read_study() or {}
     resources = study.get("resources") or {}
     cpus = float(resources.get("cpus", 1.0))
     gpus = float(resources.get("gpus", 0.0))
     cells, order = [], {}
-    for planned in _read_json(root / "plan.json") or []:
+    for planned in record.read_plan():
         cell = cell_of(planned.get("labels", {}), planned.get("phase", ""))
         if cell not in order:
             order[cell] = len(order)
@@ -182,8 +185,7 @@ def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
         frame = frame[frame["trial_id"].isin(list(trial_ids))]
     rows: List[Dict[str, Any]] = []
     for _, trial in frame.iterrows():
-        record = TrialRecord(results.root / "trials" / trial["trial_id"])
-        for report in record.reports():
+        for report in results.record.trial(trial["trial_id"]).reports():
             row: Dict[str, Any] = {"study": results.name, "trial_id": trial["trial_id"], "cell": trial["cell"],
                                    "seed": trial.get("seed"), "status": trial["status"],
                                    "iteration": report.get("iteration"), "wall_s": report.get("wall_s"),
@@ -199,5 +201,5 @@ def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
 
 def sample_grids(results: StudyResults, trial_id: str) -> List[Path]:
     """A trial's sample grid PNGs, oldest first."""
-    return sorted((results.root / "trials" / trial_id / "samples").glob("samples-*.png"))
+    return results.record.trial(trial_id).sample_grids()
 

@@ -14,8 +14,10 @@ import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import stats
-from harness.analysis.results import FINISHED, StudyResults, metric_direction, short_value
-from harness.analysis.table import Cell, Table, fmt, fmt_count, interval, mean_std
+from harness.analysis.results import FINISHED, StudyResults, short_value
+from harness.analysis.render import Cell, Table, fmt, fmt_count, interval, mean_std
+from harness.analysis.kinds import table_kind
+from harness.analysis.options import AnalysisOptions
 from harness.errors import ConfigError
 
 
@@ -162,7 +164,7 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
     cuda = bool(len(data)) and data["peak_cuda_mb.max"].notna().any()
     if cuda:
         columns.append("peak CUDA MB")
-    bold = {col: _best_bold([r[f"{col}.mean"] for r in records], metric_direction(metric_of(col))) for col in mcols}
+    bold = {col: _best_bold([r[f"{col}.mean"] for r in records], results.direction(metric_of(col))) for col in mcols}
     table_rows = []
     for i, rec in enumerate(records):
         n_text = str(rec["n"]) + (f" ({rec['diverged']} diverged)" if rec["diverged"] else "")
@@ -203,7 +205,7 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
     by = [resolve_column(results.frame, b) for b in (by or ["cell"])]
     col = metric_columns(results, [metric or results.default_metric()])[0]
     check_protocol(rows, metric_of(col))
-    direction = metric_direction(metric_of(col))
+    direction = results.direction(metric_of(col))
     groups = _groups(results, rows, by)
     labels = [_label(k) for k, _ in groups]
     if not groups:
@@ -353,7 +355,7 @@ def ablation_table(results: StudyResults, metric: Optional[str] = None, phase: O
     check_protocol(rows, metric_of(col))
     groups = _groups(results, rows, ["cell"])
     factors = _factor_columns(results, groups)
-    direction = metric_direction(metric_of(col))
+    direction = results.direction(metric_of(col))
     summaries = [stats.summarize(g[col], level=level) for _, g in groups]
     best = _best_bold([s.mean for s in summaries], direction)
     pct = f"{level * 100:g}%"
@@ -372,3 +374,22 @@ def ablation_table(results: StudyResults, metric: Optional[str] = None, phase: O
              f"baseline); {col}: mean ± std over seeds, {better} is better, best in bold."]
     return Table(f"{results.name}: ablation ({col})", columns, table_rows, pd.DataFrame(records), notes, align=align,
                  name="ablation")
+
+
+# ------------------------------------------------------------------ registered kinds
+@table_kind("comparison", "each configuration over seeds: mean ± std and CI of every metric", order=10)
+def _comparison(results: StudyResults, o: AnalysisOptions) -> Table:
+    return comparison_table(results, by=o.by, metrics=[o.metric] if o.metric else None, phase=o.phase, ci=o.ci,
+                            level=o.level)
+
+
+@table_kind("ablation", "one row per grid cell, a ✓ column per setting, the metric with its CI", order=20,
+            in_report=lambda results, phase: phase == "grid" and bool(results.study.get("grid")
+                                                                        or results.study.get("variants")))
+def _ablation(results: StudyResults, o: AnalysisOptions) -> Table:
+    return ablation_table(results, metric=o.metric, phase=o.phase, level=o.level)
+
+
+@table_kind("pairwise", "each configuration against a baseline: difference of means and p-values", order=30)
+def _pairwise(results: StudyResults, o: AnalysisOptions) -> Table:
+    return pairwise_table(results, metric=o.metric, baseline=o.baseline, by=o.by, phase=o.phase, test=o.test)

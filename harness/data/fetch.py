@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import List
 
 from harness.data.cache import downloads_dir
-
-
-class DataSourceError(RuntimeError):
-    """A dataset source that cannot be fetched or converted here."""
+from harness.errors import DataSourceError  # noqa: F401 (raised here; defined there)
 
 
 def _require(tool: str, dataset: str, install_hint: str) -> str:

@@ -28,16 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, WeightsError  # noqa: F401 (raised here; defined there)
 from harness.metrics.onnx_backend import onnx_network, onnxruntime_version, requested_backend, say_once
 from harness.registry import Registry
 from harness.store import sha256_file
 
 EXTRACTORS = Registry("feature extractor")
-
-
-class WeightsError(RuntimeError):
-    """Missing or wrong weights for a feature extractor."""
 
 
 def verify_weights(path: Path, sha256: str, size: Optional[int], what: str) -> Path:

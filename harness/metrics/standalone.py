@@ -9,13 +9,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 
 from harness import checkpoint as ckpt
+from harness.build import build_architecture
 from harness.data.catalog import load_built
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext, Generator
 from harness.metrics import evaluate
 from harness.metrics.generation import FittingGenerator
 from harness.metrics.onnx_backend import requested_backend
-from harness.registry import ARCHITECTURES
 from harness.spec import TrialSpec, parse_trial
 
 
@@ -37,9 +37,7 @@ def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSp
     else:
         raise ConfigError("--fake", str(path), "a dataset name, an .hdf5 file, a trial directory or a ckpt-*.pt file")
     spec = parse_trial(state["config"])
-    arch = ARCHITECTURES.build(spec.architecture.name, spec.architecture.kwargs, "architecture.name",
-                               resolution=spec.dataset.resolution, channels=spec.dataset.channels)
-    G = arch.make_generator()
+    G = build_architecture(spec).make_generator()
     G.load_state_dict(state["G_ema"])
     G.set_progress(int(state["iteration"]))
     return G.to(device).eval(), spec, int(state["iteration"])

@@ -1,4 +1,4 @@
-"""StudySpec: many trials described once — an ablation grid, named variants, or a search.
+"""The study file's schema: StudySpec and its parts, presets, ``set`` and ``--set``.
 
 A study file names a ``base`` trial config and says how trials differ from it::
 
@@ -7,34 +7,28 @@ A study file names a ``base`` trial config and says how trials differ from it::
     seeds:     [0, 1, 2]                              every configuration once per seed
     search:    an Optuna search space, sampler, ASHA scheduler, finalists
 
-This module only *plans*: it validates the whole study and expands it into
-:class:`TrialPlan` objects (trial id, labels, a validated TrialSpec) before anything is
-scheduled, so a typo in the twentieth grid cell fails in a second, not after nineteen
-trials. Running the plans on Ray lives in :mod:`harness.runner` (compare_gan keeps task
-generation apart from task running in the same way). No Ray import here.
+:func:`read_study` resolves presets and overrides and builds the typed StudySpec; the
+whole-study checks that need the trial schema happen when it is planned
+(:mod:`harness.study.planning`). No Ray import here.
 """
 from __future__ import annotations
 
 import copy
-import itertools
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from harness import registry
 from harness.errors import ConfigError
-from harness.spec import TrialSpec, get_dotted, load_yaml, parse_trial, set_dotted, split_path
+from harness.spec import load_yaml, set_dotted, split_path
 from harness.validation import build_dataclass, to_plain
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MISSING = object()
 
 # Paths a study sets itself; a grid, variant or search may not set them too.
-_SEED_PATH = "seed"
+SEED_PATH = "seed"
 
 
 @dataclass
@@ -202,7 +196,7 @@ class SearchSpec:
         seen: List[str] = []
         for name, param in self.space.items():
             split_path(name)
-            if name == _SEED_PATH or name == "threads":
+            if name == SEED_PATH or name == "threads":
                 raise ConfigError(f"{path}.space.{name}", name, "a config path other than seed/threads "
                                   "(the study sets those)")
             for cond in param.when:
@@ -257,7 +251,7 @@ class StudySpec:
                 raise ConfigError(f"sources.{name}", config, "a trial config mapping (or a path to a trial YAML)")
         for key, values in self.grid.items():
             split_path(key)
-            if key in (_SEED_PATH, "threads"):
+            if key in (SEED_PATH, "threads"):
                 raise ConfigError(f"grid.{key}", values, "a config path other than seed/threads (use seeds:)")
             if not values:
                 raise ConfigError(f"grid.{key}", values, "a non-empty list of values")
@@ -284,24 +278,13 @@ class StudySpec:
         return to_plain(self)
 
 
-@dataclass
-class TrialPlan:
-    trial_id: str
-    phase: str  # grid | search | finalist
-    labels: Dict[str, Any]
-    spec: TrialSpec
-    # the search parameters this trial set (finalists re-run a search trial's overrides)
-    overrides: Dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"trial_id": self.trial_id, "phase": self.phase, "labels": self.labels, "config": self.spec.to_dict(),
-                "overrides": self.overrides}
 
 
 # ------------------------------------------------------------------------- loading
-def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optional[str] = None,
+def read_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optional[str] = None,
                 overrides: Optional[Dict[str, Any]] = None) -> StudySpec:
-    """Validate a study mapping; a string ``base`` is loaded relative to ``base_dir``.
+    """Build the StudySpec of a study mapping; a string ``base`` is loaded relative to
+    ``base_dir``. Whole-study checks run when it is planned (``plan_study``).
 
     A study file may define ``presets``: named sets of dotted overrides of the study itself
     (``base.optimization.batch_size``, ``fixed_budget.iterations``, ``seeds``,
@@ -358,10 +341,7 @@ def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optio
                 raise ConfigError(f"set.{err.path}", err.value, err.expected) from None
     for key, value in overrides.items():
         set_dotted(data, key, value)
-    study = build_dataclass(StudySpec, data)
-    # Whole-study checks that need the trial schema: run them now, before any scheduling.
-    plan(study)
-    return study
+    return build_dataclass(StudySpec, data)
 
 
 def _override(data: Dict[str, Any], key: str, value: Any) -> None:
@@ -400,288 +380,7 @@ def _load_mapping(file: str, base_dir: Optional[os.PathLike], path: str) -> Dict
     return loaded
 
 
-def load_study(file: os.PathLike, preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> StudySpec:
-    return parse_study(load_yaml(str(file)), Path(file).parent, preset, overrides)
-
-
 def is_study(data: Any) -> bool:
     """A YAML mapping is a study (not a trial config) if it has a ``base``."""
     return isinstance(data, dict) and "base" in data
-
-
-# ------------------------------------------------------------------------ planning
-def base_spec(study: StudySpec) -> TrialSpec:
-    try:
-        return parse_trial(study.base)
-    except ConfigError as err:
-        raise ConfigError(f"base.{err.path}", err.value, err.expected) from None
-
-
-def _common_overrides(study: StudySpec) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"threads": study.resources.threads}
-    if study.fixed_budget is not None:
-        if study.fixed_budget.iterations is not None:
-            out["optimization.iterations"] = study.fixed_budget.iterations
-        if study.fixed_budget.seconds is not None:
-            # whichever budget is spent first ends the trial (the base's iterations cap a
-            # seconds-only budget: schedules such as instance-noise annealing need one)
-            out["optimization.time_budget_s"] = study.fixed_budget.seconds
-    return out
-
-
-def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], seed: int, context: str) -> TrialSpec:
-    """Apply the study's common settings, ``overrides`` and the seed to ``base``; hold the
-    effective batch if asked; validate, naming ``context`` (which grid cell) on error."""
-    data = base.to_dict()
-    try:
-        for key, value in {**_common_overrides(study), **overrides, _SEED_PATH: seed}.items():
-            set_dotted(data, key, value)
-        if study.hold_effective_batch:
-            _hold_effective_batch(data, base, overrides)
-        return parse_trial(data)
-    except ConfigError as err:
-        raise ConfigError(f"{context}: {err.path}", err.value, err.expected) from None
-
-
-def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any]) -> None:
-    o = base.optimization
-    batch = get_dotted(data, "optimization.batch_size")
-    for which, target in (("d", o.effective_batch_d), ("g", o.effective_batch_g)):
-        path = f"optimization.accumulation.{which}"
-        acc = get_dotted(data, path, 1)
-        set_explicitly = path in overrides or (
-            "optimization.accumulation" in overrides) or "optimization" in overrides
-        if batch * acc == target:
-            continue
-        if set_explicitly:
-            raise ConfigError(path, acc, f"batch_size x accumulation.{which} = {target} (hold_effective_batch: "
-                              f"the base's effective batch; got {batch} x {acc})")
-        if target % batch:
-            raise ConfigError("optimization.batch_size", batch,
-                              f"a divisor of the held effective batch {target} (hold_effective_batch)")
-        set_dotted(data, path, target // batch)
-
-
-def source_specs(study: StudySpec) -> Dict[str, TrialSpec]:
-    """The validated trial config of each of the study's ``sources``."""
-    out = {}
-    for name, config in study.sources.items():
-        try:
-            out[name] = parse_trial(config)
-        except ConfigError as err:
-            raise ConfigError(f"sources.{name}.{err.path}", err.value, err.expected) from None
-    return out
-
-
-def planned_sources(study: StudySpec) -> Dict[str, Dict[str, Any]]:
-    """Cards of the study's sources that the zoo lacks (to validate trials against); a
-    source the zoo already holds must have been pretrained from the same config."""
-    from harness import zoo
-
-    cards = {}
-    for name, spec in source_specs(study).items():
-        entry = zoo.zoo_dir() / name
-        if (entry / zoo.CARD).is_file():
-            card = zoo.read_card(entry)
-            theirs, mine = card.get("trial_config") or {}, spec.to_dict()
-            if theirs != mine:
-                diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
-                raise ConfigError(f"sources.{name}", name, f"a source the zoo does not already hold from another "
-                                  f"config: {entry} was pretrained with different {', '.join(diff)}; remove that "
-                                  "entry to pretrain this one, or give this source another name")
-        else:
-            cards[name] = zoo.planned_card(name, spec)
-    return cards
-
-
-def plan(study: StudySpec) -> List[TrialPlan]:
-    """Every trial of a grid/variants study (or, for a search, validates its space and
-    returns no plans: search trials are proposed by the sampler while the study runs)."""
-    from harness import zoo
-
-    with zoo.planned(planned_sources(study)):
-        return _plan(study)
-
-
-def _plan(study: StudySpec) -> List[TrialPlan]:
-    base = base_spec(study)
-    if study.search is not None:
-        check_search(study, base)
-        return []
-    variants = study.variants or [VariantSpec(name="", set={})]
-    keys = list(study.grid)
-    combos = list(itertools.product(*(study.grid[k] for k in keys))) if keys else [()]
-    plans: List[TrialPlan] = []
-    index = 0
-    for vi, variant in enumerate(variants):
-        for combo in combos:
-            overrides = dict(variant.set)
-            overrides.update(dict(zip(keys, combo)))
-            labels: Dict[str, Any] = {}
-            if variant.name:
-                labels["variant"] = variant.name
-            labels.update({k: choice_label(v) for k, v in zip(keys, combo)})
-            cell = ", ".join(f"{k}={v}" for k, v in labels.items()) or "base"
-            for seed in study.seeds:
-                context = (f"variants[{vi}] ({variant.name})" if variant.name else "grid") + f" [{cell}], seed {seed}"
-                spec = make_trial(study, base, overrides, seed, context)
-                trial_id = f"c{index:03d}-s{seed}"
-                plans.append(TrialPlan(trial_id, "grid", {**labels, "seed": seed}, spec))
-            index += 1
-    return plans
-
-
-def metric_direction(metric: str) -> str:
-    entry = registry.METRICS.get(metric, "search.metric")
-    return "max" if getattr(entry.obj, "higher_is_better", False) else "min"
-
-
-def search_mode(study: StudySpec) -> str:
-    assert study.search is not None
-    return study.search.mode or metric_direction(study.search.metric)
-
-
-def check_search(study: StudySpec, base: TrialSpec) -> None:
-    s = study.search
-    assert s is not None
-    if s.metric not in base.eval.metrics:
-        raise ConfigError("search.metric", s.metric,
-                          "one of the base's eval.metrics (" + (", ".join(base.eval.metrics) or "none set") + ")")
-    spec0 = make_trial(study, base, {}, study.seeds[0], "search (base config)")
-    if s.scheduler.name == "asha":
-        if spec0.eval.every <= 0:
-            raise ConfigError("base.eval.every", spec0.eval.every,
-                              "an evaluation interval > 0 (ASHA compares trials at their evaluations)")
-        time_attr, horizon, grace = asha_settings(study, spec0)
-        if grace >= horizon:
-            raise ConfigError("search.scheduler.grace_period", grace, f"a value < the budget ({horizon} "
-                              f"{time_attr})")
-    names = list(s.space)
-    for i, (name, param) in enumerate(s.space.items()):
-        for cond, allowed in param.when.items():
-            if cond in names[:i]:
-                if s.space[cond].type == "categorical":
-                    labels = [choice_label(c) for c in s.space[cond].choices]
-                    if not any(choice_label(c) in labels for c in _candidates(allowed)):
-                        raise ConfigError(f"search.space.{name}.when.{cond}", allowed,
-                                          "one of that parameter's choices: " + ", ".join(map(str, labels)))
-            elif cond in names:
-                raise ConfigError(f"search.space.{name}.when.{cond}", cond,
-                                  "a parameter listed before this one (conditions read earlier parameters)")
-            elif get_dotted(spec0.to_dict(), cond, _MISSING) is _MISSING:
-                raise ConfigError(f"search.space.{name}.when.{cond}", cond,
-                                  "an earlier parameter or a path of the base config")
-        # Every bound / choice must make a valid trial on its own (conditions aside).
-        for value in param.extremes():
-            overrides = {}
-            for cond, allowed in param.when.items():
-                if cond in names[:i]:
-                    labels = [choice_label(c) for c in s.space[cond].choices or []]
-                    overrides[cond] = next((c for c in _candidates(allowed) if choice_label(c) in labels),
-                                           allowed)
-            overrides[name] = value
-            make_trial(study, base, overrides, study.seeds[0], f"search.space.{name}={choice_label(value)}")
-
-
-def scheduler_horizon(study: StudySpec, spec: TrialSpec) -> Tuple[str, float]:
-    """(time attribute, budget) ASHA measures trials by: iterations, or train seconds."""
-    if spec.optimization.time_budget_s is not None and (
-            study.fixed_budget is None or study.fixed_budget.iterations is None):
-        return "train_s", float(spec.optimization.time_budget_s)
-    return "iteration", float(spec.optimization.iterations)
-
-
-def asha_settings(study: StudySpec, spec: Optional[TrialSpec] = None) -> Tuple[str, float, float]:
-    """(time attribute, max_t, grace period) for ASHA; the grace period defaults to one
-    evaluation interval."""
-    assert study.search is not None
-    if spec is None:
-        spec = make_trial(study, base_spec(study), {}, study.seeds[0], "search (base config)")
-    time_attr, horizon = scheduler_horizon(study, spec)
-    grace = study.search.scheduler.grace_period
-    return time_attr, horizon, float(grace if grace is not None else spec.eval.every)
-
-
-def suggest(study: StudySpec, trial: Any) -> Dict[str, Any]:
-    """Define-by-run search space: ask ``trial`` (an Optuna trial) for each parameter whose
-    ``when`` holds; return the config overrides (choices decoded back to their values)."""
-    s = study.search
-    assert s is not None
-    overrides: Dict[str, Any] = {}
-    base = base_spec(study).to_dict()
-    for name, p in s.space.items():
-        if not _condition_holds(p.when, overrides, base):
-            continue
-        if p.type == "float":
-            value = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
-        elif p.type == "int":
-            value = trial.suggest_int(name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-        else:
-            labels = [choice_label(c) for c in p.choices]
-            label = trial.suggest_categorical(name, labels)
-            value = p.choices[labels.index(label)]
-        overrides[name] = value
-    return overrides
-
-
-def _candidates(allowed: Any) -> List[Any]:
-    """A ``when`` value: the value itself, or (a list) any of its items."""
-    return [allowed] + (list(allowed) if isinstance(allowed, list) else [])
-
-
-def _condition_holds(when: Dict[str, Any], overrides: Dict[str, Any], base: Dict[str, Any]) -> bool:
-    for cond, allowed in when.items():
-        current = overrides[cond] if cond in overrides else get_dotted(base, cond, None)
-        if choice_label(current) not in {choice_label(c) for c in _candidates(allowed)}:
-            return False
-    return True
-
-
-def search_trial(study: StudySpec, number: int, overrides: Dict[str, Any]) -> TrialPlan:
-    spec = make_trial(study, base_spec(study), overrides, study.seeds[0], f"search trial {number}")
-    labels = {k: choice_label(v) for k, v in overrides.items()}
-    return TrialPlan(f"search-{number:04d}", "search", {**labels, "seed": study.seeds[0]}, spec, dict(overrides))
-
-
-def finalist_trials(study: StudySpec, ranked: List[Tuple[str, Dict[str, Any]]]) -> List[TrialPlan]:
-    """Plans re-running each ranked (search trial id, overrides) with the finalist seeds."""
-    s = study.search
-    assert s is not None and s.finalists is not None
-    plans = []
-    base = base_spec(study)
-    for rank, (source_id, overrides) in enumerate(ranked[: s.finalists.k]):
-        for seed in s.finalists.seeds:
-            spec = make_trial(study, base, overrides, seed, f"finalist {rank} ({source_id})")
-            labels = {k: choice_label(v) for k, v in overrides.items()}
-            plans.append(TrialPlan(f"final-{rank}-s{seed}", "finalist",
-                                   {**labels, "rank": rank, "from": source_id, "seed": seed}, spec, dict(overrides)))
-    if s.finalists.baseline:
-        for seed in s.finalists.seeds:
-            spec = make_trial(study, base, {}, seed, "baseline (the base config)")
-            plans.append(TrialPlan(f"final-base-s{seed}", "finalist", {"rank": "base", "from": "base", "seed": seed},
-                                   spec, {}))
-    return plans
-
-
-def objective_value(report: Optional[Dict[str, Any]], metric: str, objective: str, mode: str) -> float:
-    """The number the search optimizes, from a trial's latest report: the best value so far
-    (or the last one); a trial without one scores the worst possible value."""
-    worst = math.inf if mode == "min" else -math.inf
-    if not report:
-        return worst
-    source = report.get("best" if objective == "best" else "metrics") or {}
-    value = source.get(metric)
-    if value is None or not math.isfinite(float(value)):
-        return worst
-    return float(value)
-
-
-def describe_plans(plans: List[TrialPlan]) -> str:
-    lines = []
-    for p in plans:
-        label = ", ".join(f"{k}={v}" for k, v in p.labels.items())
-        o = p.spec.optimization
-        budget = f"{o.iterations} it" if o.time_budget_s is None else f"{o.time_budget_s:g} s of training, at most {o.iterations} it"
-        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, {budget})")
-    return "\n".join(lines)
 

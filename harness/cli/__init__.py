@@ -1,0 +1,44 @@
+"""The ``ganbench`` command line; each command group is its own module.
+
+    studies.py   validate FILE · run STUDY [--resume] · summary DIR
+    trials.py    describe FILE · trial FILE --out DIR · pretrain FILE --name N
+    analysis.py  table DIR [--kind K] · report DIR · leaderboard DIR...   (no torch imported)
+    assets.py    zoo list|show|export · data list|build|show|import · list · metric --real --fake
+
+Every command reports a bad input as ``ganbench: error: <path>: got <value>; expected
+<allowed>`` and exits 2, before anything is scheduled or written (docs/cli.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from harness.cli import analysis, assets, studies, trials
+from harness.errors import CheckpointError, ConfigError, DataSourceError, WeightsError
+
+GROUPS = (studies, trials, analysis, assets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganbench", description="Benchmark data-efficient GAN training.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError, DataSourceError, WeightsError) as err:
+        print(f"ganbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganbench: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""ganbench table | report | leaderboard — analysis of results (no torch, no variants)."""
+from __future__ import annotations
+
+import argparse
+from harness.cli.common import write_or_print
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from harness.analysis import AnalysisOptions, build_table, load_study
+
+    table = build_table(args.kind, load_study(args.dir), AnalysisOptions.from_namespace(args))
+    write_or_print(table.render(args.format), args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.analysis.options import ReportOptions
+    from harness.analysis.report import write_report
+
+    out = write_report(args.dir, out=args.out, options=ReportOptions.from_namespace(args))
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.analysis import leaderboard, load_study
+
+    table = leaderboard([load_study(d) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
+                        level=args.level)
+    write_or_print(table.render(args.format), args.out)
+    return 0
+
+
+def _analysis_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per AnalysisOptions field (tests/test_docs.py checks that none is missing)."""
+    from harness.analysis.options import CIS, PHASES, TESTS
+    p.add_argument("--metric", default=None,
+                   help="metric key (default: the search metric, else the first measured), e.g. fid, swd")
+    p.add_argument("--phase", choices=PHASES, default=None,
+                   help="which trials (default: finalists if any, else the grid, else the search)")
+    p.add_argument("--by", action="append", default=None, metavar="COLUMN",
+                   help="group by summary columns instead of the study's cells (repeatable), e.g. augment.policy")
+    p.add_argument("--baseline", default=None, help="the configuration the pairwise table compares against "
+                   "(as the table prints it; default: the study's first)")
+    p.add_argument("--test", choices=TESTS, default="welch", help="the significance test whose p < 0.05 is starred")
+    p.add_argument("--ci", choices=CIS, default="t", help="confidence interval over seeds")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level")
+
+
+def register(sub) -> None:
+    from harness.analysis.kinds import table_kinds
+    from harness.analysis.options import PHASES, PLOTLYJS
+
+    kinds = table_kinds()
+    p = sub.add_parser("table", help="a table over seeds of a study: " + ", ".join(k.name for k in kinds),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="table kinds:\n" + "\n".join(f"  {k.name:12} {k.help}" for k in kinds))
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--kind", choices=[k.name for k in kinds], default="comparison")
+    p.add_argument("--format", choices=["md", "latex", "html", "csv"], default="md")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    _analysis_flags(p)
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a study (works while it runs)")
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--out", default=None, help="the HTML file (default: the study folder's report.html)")
+    p.add_argument("--plotlyjs", choices=PLOTLYJS, default="inline",
+                   help="inline plotly.js (offline, ~5 MB more) or load it from the plotly CDN")
+    p.add_argument("--no-png", dest="png", action="store_false", help="skip the static PNG export of the figures")
+    _analysis_flags(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leaderboard", help="rank configurations of one or more studies under one protocol")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="study results directories")
+    p.add_argument("--metric", default=None, help="metric key (default: the first study's primary metric)")
+    p.add_argument("--which", choices=["best", "final"], default="best", help="best value reached or final value")
+    p.add_argument("--phase", choices=PHASES, default=None)
+    p.add_argument("--level", type=float, default=0.95, help="confidence level")
+    p.add_argument("--format", choices=["md", "html", "csv", "latex"], default="md")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_leaderboard)

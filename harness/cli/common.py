@@ -1,0 +1,66 @@
+"""What every command group shares: reading a YAML with ``--set`` overrides, loading a
+trial config or a planned study, writing output. Imports neither torch nor Ray."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from harness.errors import ConfigError
+
+
+def overrides(pairs: Optional[List[str]]) -> Dict[str, Any]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError("--set", pair, "KEY=VALUE with a dotted KEY, e.g. optimization.iterations=100")
+        key, value = pair.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def read_mapping(file: str, sets: Optional[List[str]], what: str) -> Dict[str, Any]:
+    """A YAML mapping with ``--set`` overrides applied."""
+    from harness.spec import load_yaml, set_dotted
+
+    data = load_yaml(file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("file", file, f"a YAML mapping of {what}")
+    for key, value in overrides(sets).items():
+        set_dotted(data, key, value)
+    return data
+
+
+def load_trial(args: argparse.Namespace):
+    """The TrialSpec of ``args.config`` with its ``--set`` overrides."""
+    from harness.spec import parse_trial
+
+    return parse_trial(read_mapping(args.config, getattr(args, "set", None), "trial settings"))
+
+
+def load_plan(file: str, sets: Optional[List[str]], preset: Optional[str] = None):
+    """The study of ``file`` (preset and ``--set`` applied), planned once."""
+    from harness.study import plan_study
+
+    return plan_study(read_mapping(file, None, "study settings"), Path(file).parent, preset, overrides(sets))
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="trial config YAML")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a dotted config key (repeatable), e.g. optimization.iterations=100")
+
+
+def write_or_print(text: str, out: Optional[str]) -> None:
+    if out:
+        from harness.store import atomic_write_text
+
+        atomic_write_text(Path(out), text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)

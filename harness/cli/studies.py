@@ -1,0 +1,74 @@
+"""ganbench validate | run | summary — studies (and single trial configs for validate)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.cli.common import load_plan, load_trial
+from harness.errors import ConfigError
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.spec import load_yaml
+    from harness.study import is_study
+
+    if is_study(load_yaml(args.config)):
+        plan = load_plan(args.config, args.set, args.preset)
+        print(f"{args.config}: {plan.describe()}")
+        return 0
+    if args.preset is not None:
+        raise ConfigError("--preset", args.preset, "a study file (this is a trial config; presets belong to studies)")
+    spec = load_trial(args)
+    print(f"{args.config}: valid trial '{spec.name}' "
+          f"({spec.architecture.name}, {spec.loss.name}, {spec.dataset.name} {spec.dataset.resolution}px, "
+          f"{spec.optimization.iterations} iterations)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import run_study
+
+    plan = load_plan(args.study, args.set, args.preset)
+    frame = run_study(plan, args.results, address=args.address, resume=args.resume)
+    bad = frame[frame["status"].isin(["failed", "running", "pending"])] if len(frame) else frame
+    return 0 if not len(bad) else 3
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from harness.summary import summarize, to_json
+
+    frame = summarize(args.dir)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(to_json(frame))
+    else:
+        cols = [c for c in frame.columns if not c.startswith(("config.", "protocol.", "direction.")) and c != "labels"]
+        print(frame[cols].to_string(index=False))
+    return 0
+
+
+def register(sub) -> None:
+    from harness.cli.common import add_config
+
+    p = sub.add_parser("validate", help="check a trial config or a whole study without running it")
+    add_config(p)
+    p.add_argument("--preset", default=None, help="a study's preset (e.g. cpu, gpu) when its file defines presets")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a study on Ray: an ablation grid or an Optuna search")
+    p.add_argument("study", help="study YAML (see docs/study-file.md)")
+    p.add_argument("--results", default="results", help="results root; the study writes RESULTS/<name>/")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster (default $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--resume", action="store_true", help="continue a study whose driver stopped")
+    p.add_argument("--preset", default=None,
+                   help="which of the study file's presets to run (e.g. cpu, gpu); results go to RESULTS/<name>-<preset>/")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a dotted study key (repeatable), e.g. search.n_trials=4")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("summary", help="one row per trial of a study results directory")
+    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_summary)

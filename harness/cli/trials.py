@@ -1,0 +1,87 @@
+"""ganbench describe | trial | pretrain — one trial config."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.cli.common import add_config, load_trial
+
+
+def _prepared(args: argparse.Namespace):
+    """The trial config, with what it needs before training (its dataset) prepared — the
+    same step ``ganbench run`` takes for a study."""
+    from harness.prepare import prepare_trial
+
+    spec = load_trial(args)
+    prepare_trial(spec)
+    return spec
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from harness.build import build_networks, model_info
+
+    spec = load_trial(args)
+    G, D = build_networks(spec)
+    info = model_info(spec, G, D)
+    if args.json:
+        print(json.dumps({"config": spec.to_dict(), "model": info}, indent=2))
+        return 0
+    print(spec.to_yaml().rstrip())
+    print("# ---")
+    for key, value in info.items():
+        print(f"# {key}: {value:,}" if isinstance(value, int) else f"# {key}: {value}")
+    return 0
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    from harness.trial import run_trial
+
+    spec = _prepared(args)
+    result = run_trial(spec, args.out, progress=not args.quiet)
+    report = result.last_report or {}
+    print(json.dumps({"status": result.status, "iteration": result.iteration, "out": str(result.out_dir),
+                      "metrics": report.get("metrics", {}), "best": report.get("best", {}),
+                      "error": result.error}, indent=2))
+    return 0 if result.status == "completed" else 3
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from harness import zoo
+    from harness.trial import run_trial
+
+    spec = load_trial(args)
+    # refuse a bad or taken name before hours of training, not after
+    zoo.check_new_name(args.name, zoo.zoo_dir() if args.zoo is None else Path(args.zoo), args.force)
+    spec = _prepared(args)
+    out = args.out or str(Path("results") / "pretrain" / args.name)
+    result = run_trial(spec, out, progress=not args.quiet)
+    if result.status != "completed":
+        print(json.dumps({"status": result.status, "out": str(result.out_dir), "error": result.error}, indent=2))
+        return 3
+    entry = zoo.export(out, args.name, zoo=args.zoo, force=args.force)
+    print(json.dumps({"status": result.status, "out": str(result.out_dir), "zoo_entry": str(entry),
+                      "best": (result.last_report or {}).get("best", {})}, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("describe", help="print the resolved config and parameter counts")
+    add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("trial", help="run one trial in-process; rerun on the same --out to resume")
+    add_config(p)
+    p.add_argument("--out", required=True, help="the trial's directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_trial)
+
+    p = sub.add_parser("pretrain", help="train a source model and store it in the model zoo")
+    add_config(p)
+    p.add_argument("--name", required=True, help="the zoo entry's name (transfer.source refers to it)")
+    p.add_argument("--out", default=None, help="the trial's directory (default results/pretrain/NAME)")
+    p.add_argument("--zoo", default=None, help="zoo directory (default $GANBENCH_ZOO or <cache>/zoo)")
+    p.add_argument("--force", action="store_true", help="replace an existing zoo entry of that name")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)

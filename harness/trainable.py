@@ -1,0 +1,199 @@
+"""One ganbench trial as a Ray Tune Trainable (module level; imports Ray).
+
+``step`` trains to the next evaluation and reports it; Tune checkpoints are pointers to the
+trial engine's own checksummed checkpoint in the record, so a restarted trial resumes
+where the engine last saved. What the study decides (results folder, objective) comes in
+through ``tune.with_parameters`` as a :class:`RunSettings`, what one trial runs through the
+``plan`` key of its Tune config (a :class:`harness.study.TrialPlan` as a dict).
+
+A trial that raises is recorded ``failed`` and ends with a final ``failed`` result instead
+of an exception: Tune's FailureConfig retries are for dead workers and nodes, and a
+deterministic error would only fail again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from harness.store import StudyRecord, TrialRecord, atomic_write_json
+from harness.tune_adapter import tune
+
+POINTER = "ganbench_checkpoint.json"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every trial of one study phase shares."""
+
+    results_dir: str
+    metric: Optional[str] = None   # the search metric (None for a grid)
+    objective: str = "best"
+    mode: str = "min"
+
+
+class GanTrainable(tune.Trainable):
+    """A ganbench trial (``harness.trial.Trial``) driven by Tune."""
+
+    def setup(self, config: Dict[str, Any], run: Optional[RunSettings] = None) -> None:
+        assert run is not None, "GanTrainable is built with tune.with_parameters(GanTrainable, run=RunSettings(...))"
+        self.run_settings = run
+        self.study_record = StudyRecord(run.results_dir)
+        self._configure(config)
+
+    def _configure(self, config: Dict[str, Any]) -> None:
+        # Opening the record waits for the first step: Tune may construct an actor for a
+        # trial and then run that trial on another (cached) actor, and only the actor that
+        # trains may touch the record.
+        self.payload = config["plan"]
+        self.gb_id = self.payload["trial_id"]
+        self.trial, self.finished, self.error, self.lock = None, None, None, None
+        self.opened = False
+
+    def _open(self) -> None:
+        from harness.spec import parse_trial
+        from harness.trial import Trial
+
+        if self.opened:
+            return
+        self.opened = True
+        payload, study = self.payload, self.study_record
+        record = study.trial(self.gb_id)
+        record.root.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_file(study.lock_path(self.gb_id))
+        previous = record.status()
+        if previous and previous["status"] == "failed":
+            # failed is final: report it again instead of training again
+            self.error = previous.get("error") or "failed"
+            return
+        study.write_trial_info(self.gb_id, {
+            "trial_id": self.gb_id, "phase": payload["phase"], "labels": payload["labels"],
+            "overrides": payload.get("overrides", {}), "tune_trial_id": self.trial_id,
+        })
+        attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+        try:
+            self.trial = Trial(parse_trial(payload["config"]), record.root)
+            self.finished = self.trial.start()
+            attempt.update(resumed_from=self.trial.iteration,
+                           finished=self.finished.status if self.finished else None)
+        except Exception as err:  # data, weights or a source model that fail to load
+            self._fail(record, err)
+            attempt["error"] = self.error
+        finally:
+            study.append_attempt(self.gb_id, attempt)
+
+    def _fail(self, record: TrialRecord, err: Exception) -> None:
+        import traceback
+
+        self.error = f"{type(err).__name__}: {err}"
+        current = record.status() or {}
+        if current.get("status") != "failed":  # Trial.advance records its own failures
+            record.set_status("failed", iteration=self.trial.iteration if self.trial else 0,
+                              error=self.error, traceback=traceback.format_exc())
+
+    def step(self) -> Dict[str, Any]:
+        self._open()
+        if self.error is None and self.finished is None:
+            try:
+                self.finished = self.trial.advance(self.trial.next_eval_iteration())
+            except Exception as err:
+                self._fail(self.trial.record, err)
+        return self._result()
+
+    def _result(self) -> Dict[str, Any]:
+        from harness.study.search import objective_value
+
+        t, run = self.trial, self.run_settings
+        row = (t.last_report if t is not None else None) or {}
+        status = "failed" if self.error else (self.finished.status if self.finished else "running")
+        result: Dict[str, Any] = {
+            "trial": self.gb_id,
+            "iteration": t.iteration if t is not None else 0,
+            "wall_s": row.get("wall_s", 0.0),
+            "train_s": row.get("train_s", 0.0),
+            "status": status,
+            "metrics": dict(row.get("metrics") or {}),
+            "best": dict(row.get("best") or {}),
+            "done": status != "running",
+        }
+        if self.error:
+            result["error"] = self.error
+        if run.metric is not None:
+            result["objective"] = objective_value(row, run.metric, run.objective, run.mode)
+        return result
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        if self.trial is None:
+            return
+        if self.finished is None and self.error is None:
+            self.trial.checkpoint_now()
+        from harness import checkpoint as ckpt
+
+        manifest = ckpt.latest_manifest(self.trial.record.checkpoints_dir)
+        atomic_write_json(Path(checkpoint_dir) / POINTER, {
+            "trial_id": self.gb_id, "record": str(self.trial.record.root),
+            "iteration": self.trial.iteration, "manifest": manifest,
+        })
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        # The trial engine already resumed from its record's newest good checkpoint when
+        # it opened; the Tune checkpoint only says which iteration that must reach.
+        self._open()
+        file = Path(checkpoint_dir) / POINTER
+        if self.trial is None or not file.exists():
+            return
+        manifest = json.loads(file.read_text()).get("manifest") or {}
+        if self.finished is None and self.trial.iteration < int(manifest.get("iteration", 0)):
+            raise RuntimeError(
+                f"trial {self.gb_id}: {self.trial.record.root} holds no checkpoint at iteration "
+                f"{manifest.get('iteration')} although one was written there; on a multi-node cluster the "
+                "results directory must be on storage every node shares (NFS or similar)")
+
+    def reset_config(self, new_config: Dict[str, Any]) -> bool:
+        self._close()
+        self._configure(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        trial = getattr(self, "trial", None)
+        if trial is not None and getattr(self, "finished", None) is None and self.error is None:
+            trial.stop("stopped")  # a scheduler (ASHA) or the driver ended it early
+        self.trial = None
+        if getattr(self, "lock", None) is not None:
+            self.lock.close()  # releases the flock
+            self.lock = None
+
+
+def bind(run: RunSettings, cpus: float, gpus: float):
+    """The trainable Tune runs for a study phase: settings bound, resources declared."""
+    resources: Dict[str, float] = {"cpu": cpus}
+    if gpus:
+        resources["gpu"] = gpus
+    return tune.with_resources(tune.with_parameters(GanTrainable, run=run), resources)
+
+
+def lock_file(path: Path, wait_s: float = 120.0):
+    """An exclusive flock on ``path`` for as long as this actor trains the trial: a
+    restarted trial waits for a stale actor that still holds it (the OS frees the lock of
+    a dead process) instead of writing the record from two processes."""
+    import fcntl
+
+    fh = open(path, "a")
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except OSError:
+            if time.time() > deadline:
+                fh.close()
+                raise RuntimeError(f"{path.parent} is held by another process for over {wait_s:.0f} s "
+                                   "(two actors training one trial?)") from None
+            time.sleep(0.2)
