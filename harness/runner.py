@@ -146,13 +146,13 @@ class StudyRunner:
         if on_disk is not None:
             if on_disk != as_run:
                 raise ConfigError("study", str(self.record.study_path), "the same study as the one already run "
-                                  "there (its study.yaml differs; use another --results or another study name to "
-                                  "keep both)")
+                                  f"there (its {StudyRecord.STUDY_FILE} differs; use another --results or another "
+                                  "study name to keep both)")
             if not self.resume:
                 raise ConfigError("--resume", False, f"--resume to continue the study in {self.root} (it has "
                                   "results; nothing is overwritten)")
         elif self.resume and any(self.root.glob("*")):
-            raise ConfigError("--resume", True, f"a results directory holding this study's study.yaml "
+            raise ConfigError("--resume", True, f"a results directory holding this study's {StudyRecord.STUDY_FILE} "
                               f"({self.record.study_path} is missing)")
         self.record.write_study(as_run)
         self.record.write_plan([p.summary() for p in self.plans])

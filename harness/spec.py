@@ -29,7 +29,9 @@ def _names(reg: registry.Registry):
 class DatasetSpec:
     # A registered dataset name, or a path to an HDF5 file (``imgs`` N x C x H x W uint8).
     name: str = "shapes"
+    # Image side in pixels: the built dataset's resolution and the models' output size.
     resolution: int = field(default=32, metadata={"min": 4, "max": 1024})
+    # 3 = RGB; 4 = RGB plus an object mask as a 4th channel (seed D).
     channels: int = field(default=3, metadata={"choices": (3, 4)})
     # Real-only random horizontal flip (BigGAN-PyTorch's preparation).
     hflip: bool = False
@@ -67,37 +69,47 @@ class DatasetSpec:
 @dataclass
 class VariantRef:
     name: str = ""
+    # Keyword arguments of the named variant, checked by its own parameters (`ganbench list`).
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ArchitectureSpec(VariantRef):
+    # The G/D pair (a registered architecture).
     name: str = field(default="dcgan", metadata={"choices": _names(registry.ARCHITECTURES)})
 
 
 @dataclass
 class LossSpec(VariantRef):
+    # The adversarial loss (a registered loss).
     name: str = field(default="hinge", metadata={"choices": _names(registry.LOSSES)})
 
 
 @dataclass
 class TransferSpec:
+    # How G and D start from a source model and which parameters train in which stage.
     method: str = field(default="scratch", metadata={"choices": _names(registry.TRANSFERS)})
     # A model-zoo name or a zoo entry's directory (null for scratch); see harness.zoo.
     source: Optional[str] = None
+    # Keyword arguments of the named variant, checked by its own parameters.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class AugmentSpec:
+    # Differentiable augmentation of real and fake images seen by D.
     policy: str = field(default="none", metadata={"choices": _names(registry.AUGMENTS)})
+    # Keyword arguments of the named variant, checked by its own parameters.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RegularizerSpec:
+    # A registered regularizer; each at most once per trial.
     name: str = field(metadata={"choices": _names(registry.REGULARIZERS)})
+    # Multiplier of its loss term.
     weight: float = field(default=1.0, metadata={"min": 0.0})
+    # Keyword arguments of the named variant, checked by its own parameters.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,20 +117,26 @@ class RegularizerSpec:
 class AccumulationSpec:
     # Gradient accumulation steps per optimizer step, separately for D and G (as BigGAN).
     d: int = field(default=1, metadata={"min": 1})
+    # (g: the generator's; d: the discriminator's.)
     g: int = field(default=1, metadata={"min": 1})
 
 
 @dataclass
 class OptimizationSpec:
+    # Images per forward pass; the effective batch is batch_size x accumulation.
     batch_size: int = field(default=32, metadata={"min": 1})
     accumulation: AccumulationSpec = field(default_factory=AccumulationSpec)
+    # Adam learning rate of G.
     lr_g: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
+    # Adam learning rate of D.
     lr_d: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
+    # Adam betas, each in [0, 1).
     betas: Tuple[float, float] = (0.5, 0.999)
     # Adam epsilon; BigGAN uses 1e-6 (fp16) / 1e-8.
     eps: float = field(default=1e-8, metadata={"min_exclusive": 0.0})
     # D updates per G update (5 for WGAN-GP, seed D).
     d_steps: int = field(default=1, metadata={"min": 1})
+    # G updates to train (each after d_steps D updates).
     iterations: int = field(default=1000, metadata={"min": 1})
     # Stop after this many seconds of training (wall time minus evaluation, sampling and
     # checkpointing), evaluating at that point; null = the iteration budget only. A time
@@ -152,7 +170,9 @@ class EmaSpec:
 class EvalSpec:
     # Evaluate every N iterations (and always at the last one); 0 = only at the end.
     every: int = field(default=500, metadata={"min": 0})
+    # Generated images per evaluation (the metrics' n; part of their protocol).
     n_samples: int = field(default=500, metadata={"min": 1})
+    # Registered metrics computed at every evaluation (docs/metrics.md).
     metrics: List[str] = field(default_factory=list, metadata={"choices": _names(registry.METRICS)})
     # Batch size used to generate evaluation samples (memory only, not results).
     batch_size: int = field(default=100, metadata={"min": 1})
@@ -178,12 +198,14 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 @dataclass
 class TrialSpec:
+    # A label for the trial (records and reports show it).
     name: str = "trial"
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     architecture: ArchitectureSpec = field(default_factory=ArchitectureSpec)
     loss: LossSpec = field(default_factory=LossSpec)
     transfer: TransferSpec = field(default_factory=TransferSpec)
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    # Loss-term regularizers, each {name, weight, kwargs}.
     regularizers: List[RegularizerSpec] = field(default_factory=list)
     optimization: OptimizationSpec = field(default_factory=OptimizationSpec)
     ema: EmaSpec = field(default_factory=EmaSpec)
@@ -191,13 +213,16 @@ class TrialSpec:
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
     # Report losses every N iterations (evaluations always report).
     log_every: int = field(default=50, metadata={"min": 1})
+    # Write a checksummed checkpoint every N iterations (and at the end).
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     # Checkpoints kept on disk, newest first (0 = keep every one, e.g. one per epoch for
     # later comparison as in seed B; each is a full training state).
     keep_checkpoints: int = field(default=2, metadata={"min": 0})
     # Save a sample grid of the fixed evaluation noise every N iterations (0 = never).
     sample_every: int = field(default=200, metadata={"min": 0})
+    # Seeds data order, latents, augmentation and initialization (a study sets it).
     seed: int = field(default=0, metadata={"min": 0})
+    # cpu, cuda, cuda:N or mps.
     device: str = "cpu"
     # torch intra-op threads for this trial (one per trial per core is fastest on CPU).
     threads: int = field(default=1, metadata={"min": 1})

@@ -115,8 +115,6 @@ def run_study_inline(study_data, results, only=None):
     (study.yaml, plan.json, trials/<id>/ + study_trial.json, summary): for tests of what
     reads study results, without starting Ray. ``only``: the trial ids to run (others stay
     pending, as in a study still running)."""
-    import json
-
     from harness.runner import StudyRunner
     from harness.study import parse_study
     from harness.summary import write_summary
@@ -128,11 +126,11 @@ def run_study_inline(study_data, results, only=None):
     for p in runner.plans:
         if only is not None and p.trial_id not in only:
             continue
-        rec = runner.root / "trials" / p.trial_id
+        rec = runner.record.trial(p.trial_id).root
         rec.mkdir(parents=True, exist_ok=True)
-        (rec / "study_trial.json").write_text(json.dumps({"trial_id": p.trial_id, "phase": p.phase,
-                                                          "labels": p.labels, "overrides": p.overrides}))
-        (rec / "attempts.jsonl").write_text(json.dumps({"pid": os.getpid()}) + "\n")
+        runner.record.write_trial_info(p.trial_id, {"trial_id": p.trial_id, "phase": p.phase, "labels": p.labels,
+                                                    "overrides": p.overrides})
+        runner.record.append_attempt(p.trial_id, {"pid": os.getpid()})
         run_trial(p.spec, rec)
     write_summary(runner.root)
     return runner.root

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from harness.cli.common import write_or_print
+from harness.store import StudyRecord
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("report", help="one self-contained HTML report of a study (works while it runs)")
     p.add_argument("dir", help="RESULTS/<study name>")
-    p.add_argument("--out", default=None, help="the HTML file (default: the study folder's report.html)")
+    p.add_argument("--out", default=None, help=f"the HTML file (default: DIR/{StudyRecord.REPORT_FILE})")
     p.add_argument("--plotlyjs", choices=PLOTLYJS, default="inline",
                    help="inline plotly.js (offline, ~5 MB more) or load it from the plotly CDN")
     p.add_argument("--no-png", dest="png", action="store_false", help="skip the static PNG export of the figures")

@@ -33,6 +33,7 @@ SEED_PATH = "seed"
 
 @dataclass
 class VariantSpec:
+    # The variant's label in tables (letters, digits, '_', '.', '-').
     name: str
     # dotted config path -> value (``regularizers[cr].weight`` selects by name)
     set: Dict[str, Any] = field(default_factory=dict)
@@ -46,7 +47,9 @@ class VariantSpec:
 class BudgetSpec:
     """The same budget for every trial: iterations, seconds of training, or both (first hit)."""
 
+    # Every trial's optimization.iterations.
     iterations: Optional[int] = field(default=None, metadata={"min": 1})
+    # Every trial's seconds of training (optimization.time_budget_s).
     seconds: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
 
     def validate(self, path: str) -> None:
@@ -58,6 +61,7 @@ class BudgetSpec:
 class ResourcesSpec:
     # Ray resources of one trial; fractions share a device (two trials on one GPU: 0.5).
     cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0})
+    # GPUs per trial (> 0 exactly when base.device is cuda).
     gpus: float = field(default=0.0, metadata={"min": 0.0})
     # At most this many trials at once (0 = as many as the cluster's resources fit).
     max_concurrent: int = field(default=0, metadata={"min": 0})
@@ -80,11 +84,17 @@ PARAM_TYPES = ("float", "int", "categorical")
 
 @dataclass
 class ParamSpec:
+    # float / int (low, high, log, step) or categorical (choices).
     type: str = field(metadata={"choices": PARAM_TYPES})
+    # Bounds of a float or int parameter (inclusive).
     low: Optional[float] = None
+    # (high: the upper bound.)
     high: Optional[float] = None
+    # Sample on a log scale (low > 0).
     log: bool = False
+    # Discretization step of a float/int parameter (not with log).
     step: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    # The values of a categorical parameter (any YAML value).
     choices: Optional[List[Any]] = None
     # Sample this parameter only when every listed path (an earlier parameter or a base
     # config path) holds the given value, or one of the given values if a list.
@@ -142,7 +152,9 @@ SAMPLERS = ("tpe", "random")
 
 @dataclass
 class SamplerSpec:
+    # Optuna's sampler: TPE or random.
     name: str = field(default="tpe", metadata={"choices": SAMPLERS})
+    # The sampler's seed (the same seed proposes the same trials).
     seed: int = field(default=0, metadata={"min": 0})
 
 
@@ -154,7 +166,9 @@ class SchedulerSpec:
     # ASHA stops trials whose reported objective is in the worst (1 - 1/reduction_factor)
     # at a rung; rungs start at grace_period (iterations, or seconds with a seconds budget).
     name: str = field(default="asha", metadata={"choices": SCHEDULERS})
+    # The first rung (null = one evaluation interval).
     grace_period: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    # Keep the best 1/reduction_factor at each rung.
     reduction_factor: float = field(default=2.0, metadata={"min_exclusive": 1.0})
 
 
@@ -162,6 +176,7 @@ class SchedulerSpec:
 class FinalistsSpec:
     # Re-run the best k completed search configurations with these fresh seeds.
     k: int = field(default=1, metadata={"min": 1})
+    # Seeds of the finalist runs (distinct).
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
     # Also run the base config itself (no searched parameter) with the same seeds, so the
     # tables say what the search gained over the starting point ("base (unsearched)").
@@ -179,15 +194,21 @@ OBJECTIVES = ("best", "last")
 
 @dataclass
 class SearchSpec:
+    # The metric the search optimizes (one of the base's eval.metrics).
     metric: str
+    # Search trials Optuna proposes (ASHA may stop some early).
     n_trials: int = field(metadata={"min": 1})
+    # Dotted config path -> the parameter's range or choices.
     space: Dict[str, ParamSpec] = field(default_factory=dict)
     # min / max; null = the metric's own direction (FID: min).
     mode: Optional[str] = field(default=None, metadata={"choices": ("min", "max")})
     # best: the best value reached within the budget (seed A's protocol); last: final value.
     objective: str = field(default="best", metadata={"choices": OBJECTIVES})
+    # How Optuna proposes trials.
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    # Early stopping of poor trials (ASHA) or none.
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    # Re-run the best configurations with fresh seeds (null = none).
     finalists: Optional[FinalistsSpec] = None
 
     def validate(self, path: str) -> None:
@@ -208,19 +229,28 @@ class SearchSpec:
 
 @dataclass
 class StudySpec:
+    # The study's name: it names the results folder RESULTS/<name>/.
     name: str
     # A trial config mapping, or a path to a trial YAML (relative to the study file).
     base: Any = None
+    # Free text shown at the top of the report.
     description: str = ""
+    # Dotted config path -> values; the study runs the full product.
     grid: Dict[str, List[Any]] = field(default_factory=dict)
+    # Named partial configs, each run with every grid cell.
     variants: List[VariantSpec] = field(default_factory=list)
+    # Every configuration runs once per seed (distinct integers >= 0).
     seeds: List[int] = field(default_factory=lambda: [0])
     # Keep batch_size x accumulation (D and G) of the base in every trial: a variant that
     # changes batch_size gets the accumulation that restores it (seed A's regret).
     hold_effective_batch: bool = False
+    # The same budget for every trial (overrides the base's).
     fixed_budget: Optional[BudgetSpec] = None
+    # An Optuna search instead of a grid (not both in one study).
     search: Optional[SearchSpec] = None
+    # What Ray reserves for one trial, and how many run at once.
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    # Retries of trials whose worker or node died.
     failures: FailuresSpec = field(default_factory=FailuresSpec)
     # Transfer source models the study needs: zoo name -> the trial config (a mapping, or
     # a path relative to the study file) that pretrains it. `ganbench run` pretrains the
