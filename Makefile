@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ganbench-installed
 RESULTS ?= results
 
-.PHONY: demo test bench install clean-venv
+.PHONY: demo test bench docs install clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 ## Speed/memory targets (pytest-benchmark); compares against baselines in the same run.
 bench: $(STAMP)
 	$(PY) -m pytest -q tests/bench --benchmark-only --benchmark-columns=min,mean,max,rounds
+
+## Regenerate docs/config-reference.md and docs/cli-reference.md from the specs and the CLI.
+docs: $(STAMP)
+	COLUMNS=100 $(PY) -m harness.reference
 
 clean-venv:
 	rm -rf $(VENV)

@@ -98,7 +98,7 @@ sys.exit(1 if loaded else 0)
     assert "LOADED []" in out.stdout
 
 
-def test_directions_come_from_the_rows(tiny_study):
+def test_directions_come_from_the_rows(tiny_study, tmp_path):
     """A value's direction is recorded with it; analysis reads it from the summary rows (not
     from a metric registry), and falls back to the name only for rows without one."""
     from harness.analysis import load_study
@@ -108,6 +108,21 @@ def test_directions_come_from_the_rows(tiny_study):
     assert set(res.frame["direction.swd"].dropna()) == {"min"}
     row = json.loads((tiny_study / "trials" / "c000-s0" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["higher_is_better"] == {"swd": False}
+    # the summary takes the direction from the row, not from the metric's name
+    import shutil
+
+    from harness.summary import summarize
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_study, copy)
+    series = copy / "trials" / "c000-s0" / "metrics.jsonl"
+    rows = [json.loads(line) for line in series.read_text().splitlines()]
+    for r in rows:
+        if "higher_is_better" in r:
+            r["higher_is_better"] = {"swd": True}
+    series.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    directions = summarize(copy).set_index("trial_id")["direction.swd"]
+    assert directions["c000-s0"] == "max" and directions["c000-s1"] == "min"
     frame = res.frame.copy()
     frame["direction.swd"] = "max"  # a row that says otherwise wins over the name
     assert metric_direction("swd", frame) == "max"
