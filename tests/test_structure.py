@@ -217,3 +217,27 @@ def test_plan_is_computed_once_and_shared(monkeypatch, tmp_path):
 
     runner = StudyRunner(plan, tmp_path, out=lambda line: None)
     assert runner.plans is plan.trials and len(calls) == 2  # the runner does not plan again
+
+
+# ------------------------------------------------------------ one preparation step
+def test_a_single_trial_prepares_like_a_study(tmp_path, capsys):
+    """`ganbench trial` builds a missing built-in dataset as `ganbench run` does (it used to
+    refuse: "expected a built dataset"), and `ganbench metric` builds one it is given."""
+    import yaml
+
+    from harness.cli import main
+    from harness.data.cache import dataset_path
+    from tests.conftest import tiny_config
+
+    config = tiny_config(**{"dataset": {"name": "lfw-faces", "resolution": 16, "channels": 3},
+                            "eval.metrics": [], "optimization.iterations": 2, "sample_every": 0})
+    file = tmp_path / "t.yaml"
+    file.write_text(yaml.safe_dump(config))
+    assert not dataset_path("lfw-faces", 16).exists()
+    assert main(["trial", str(file), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert dataset_path("lfw-faces", 16).exists()
+    assert "building dataset lfw-faces at 16 px" in capsys.readouterr().out
+    assert not dataset_path("lfw-faces", 8).exists()
+    assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--resolution", "8", "--metrics", "swd",
+                 "--n", "64"]) == 0
+    assert dataset_path("lfw-faces", 8).exists()
