@@ -241,3 +241,31 @@ def test_a_single_trial_prepares_like_a_study(tmp_path, capsys):
     assert main(["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--resolution", "8", "--metrics", "swd",
                  "--n", "64"]) == 0
     assert dataset_path("lfw-faces", 8).exists()
+
+
+def test_a_new_table_kind_is_one_function(tiny_study, tmp_path, capsys):
+    """Registering one function is all a new table kind needs: `ganbench table --kind`
+    offers it and the report shows it."""
+    import pandas as pd
+
+    from harness.analysis.kinds import TABLES, table_kind
+    from harness.analysis.render import Cell, Table
+    from harness.cli import main
+
+    @table_kind("statuscount", "trials per status", order=99)
+    def status_count(results, options):
+        counts = results.frame["status"].value_counts().sort_index()
+        return Table(f"{results.name}: trials per status", ["status", "trials"],
+                     [[Cell(k), Cell(str(v))] for k, v in counts.items()], pd.DataFrame(counts), name="statuscount")
+
+    try:
+        assert main(["table", str(tiny_study), "--kind", "statuscount"]) == 0
+        out = capsys.readouterr().out
+        assert "trials per status" in out and "| completed | 3 |" in out and "| pending | 1 |" in out
+        assert main(["report", str(tiny_study), "--no-png", "--plotlyjs", "cdn", "--out", str(tmp_path / "r.html")]) == 0
+        assert "trials per status" in (tmp_path / "r.html").read_text()
+    finally:
+        TABLES.pop("statuscount")
+    assert main(["table", str(tiny_study), "--kind", "pairwise"]) == 0
+    with pytest.raises(SystemExit):
+        main(["table", str(tiny_study), "--kind", "statuscount"])  # gone again: argparse refuses it
