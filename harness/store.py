@@ -162,6 +162,24 @@ class TrialRecord:
         except OSError:
             return None
 
+    def check_config(self, spec: Any) -> None:
+        """Refuse to write trial ``spec`` (a TrialSpec) into a folder holding another trial."""
+        from harness.errors import ConfigError
+        from harness.spec import parse_trial
+
+        on_disk = self.read_config()
+        if on_disk is None:
+            return
+        try:
+            # Through the spec, so a section added since (with its default) does not make
+            # a trial written by an older ganbench look like another trial.
+            on_disk = parse_trial(on_disk).to_dict()
+        except ConfigError:
+            pass
+        if on_disk != spec.to_dict():
+            raise ConfigError("out", str(self.root), "an empty directory or one holding this same trial (its "
+                              "config.yaml differs; use another --out to keep both)")
+
     # status
     def status(self) -> Optional[Dict[str, Any]]:
         try:

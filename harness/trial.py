@@ -29,7 +29,6 @@ from harness import checkpoint as ckpt
 from harness import performance
 from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
-from harness.errors import ConfigError
 from harness.metrics import prepare as prepare_metrics
 from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
@@ -60,7 +59,14 @@ class Trial:
         self.progress = progress
         self.state = TrainingState()
         self.last_report: Optional[Dict[str, Any]] = None
+        # built by build() (start() calls it): the parts, then what evaluates and reports
+        self.device: Optional[torch.device] = None
+        self.data: Optional[TrainingData] = None
         self.models: Optional[Models] = None
+        self.transfer: Any = None
+        self.performance: Dict[str, Any] = {}
+        self.sampler: Optional[Sampler] = None
+        self.reporter: Optional[Reporter] = None
         self.stage = None
         self._stop = False
 
@@ -198,7 +204,7 @@ class Trial:
         trial (nothing to do), else None: the trial is ready for :meth:`advance`.
         """
         spec, record = self.spec, self.record
-        self._check_config_on_disk()
+        record.check_config(spec)
         previous = record.status()
         if previous and previous["status"] in ("completed", "diverged"):
             reports = record.reports()
@@ -267,25 +273,6 @@ class Trial:
         current = self.record.status()
         if current and current["status"] == "running":
             self.record.set_status(status, iteration=self.iteration, best=self.best, wall_s=self.wall_s())
-
-    def _check_config_on_disk(self) -> None:
-        if not self.record.config_path.exists():
-            return
-        import yaml
-
-        on_disk = yaml.safe_load(self.record.config_path.read_text())
-        try:
-            # Through the spec, so a section added since (with its default) does not make
-            # a trial written by an older ganbench look like another trial.
-            on_disk = parse_trial(on_disk).to_dict()
-        except ConfigError:
-            pass
-        if on_disk != self.spec.to_dict():
-            raise ConfigError(
-                "out", str(self.record.root),
-                "an empty directory or one holding this same trial (its config.yaml differs; "
-                "use another --out to keep both)",
-            )
 
     def _loop(self, until: Optional[int], bar) -> Optional[Dict[str, Any]]:
         spec, m = self.spec, self.models
