@@ -28,3 +28,7 @@ class WeightsError(RuntimeError):
 
 class DataSourceError(RuntimeError):
     """A dataset source that cannot be fetched or converted here."""
+
+
+class UntestedVersionError(RuntimeError):
+    """A Ray or Optuna release the Ray adapter was not tested with (harness/tune_adapter.py)."""

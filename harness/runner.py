@@ -350,6 +350,7 @@ def _cluster_slots(res: st.ResourcesSpec) -> int:
 def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "results", address: Optional[str] = None,
               resume: bool = False, out: Callable[[str], None] = print):
     """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame."""
+    _tune()  # an untested Ray/Optuna is refused before anything is written or prepared
     runner = StudyRunner(plan, results, resume=resume, out=out)
     runner.prepare()  # refuse a clashing results directory before Ray starts
     with ray_session(address):

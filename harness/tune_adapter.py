@@ -34,16 +34,14 @@ from optuna.trial import TrialState  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from harness.errors import UntestedVersionError  # noqa: E402
+
 # package -> the "major.minor" (Ray) or "major" (Optuna) releases this adapter was tested on
 TESTED = {"ray": ("2.60",), "optuna": ("5",)}
 ALLOW_ENV = "GANBENCH_ALLOW_UNTESTED_RAY"
 
 __all__ = ["PruningAwareOptunaSearch", "TESTED", "UntestedVersionError", "check_versions", "missing_internals",
            "set_restored_callbacks", "tune"]
-
-
-class UntestedVersionError(RuntimeError):
-    pass
 
 
 def _release(package: str, version: str) -> str:

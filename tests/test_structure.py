@@ -269,3 +269,15 @@ def test_a_new_table_kind_is_one_function(tiny_study, tmp_path, capsys):
     assert main(["table", str(tiny_study), "--kind", "pairwise"]) == 0
     with pytest.raises(SystemExit):
         main(["table", str(tiny_study), "--kind", "statuscount"])  # gone again: argparse refuses it
+
+
+def test_ganbench_run_refuses_an_untested_ray_before_writing_anything(monkeypatch, tmp_path, capsys):
+    from harness import tune_adapter
+    from harness.cli import main
+
+    monkeypatch.delenv(tune_adapter.ALLOW_ENV, raising=False)
+    monkeypatch.setitem(tune_adapter.TESTED, "ray", ("0.1",))
+    results = tmp_path / "results"
+    assert main(["run", str(ROOT / "studies" / "ablation-shapes-cpu.yaml"), "--results", str(results)]) == 2
+    assert "is not a version ganbench was tested with" in capsys.readouterr().err
+    assert not results.exists()

@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 from harness.cli import analysis, assets, studies, trials
-from harness.errors import CheckpointError, ConfigError, DataSourceError, WeightsError
+from harness.errors import CheckpointError, ConfigError, DataSourceError, UntestedVersionError, WeightsError
 
 GROUPS = (studies, trials, analysis, assets)
 
@@ -32,7 +32,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, DataSourceError, WeightsError) as err:
+    except (ConfigError, CheckpointError, DataSourceError, UntestedVersionError, WeightsError) as err:
         print(f"ganbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
