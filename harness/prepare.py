@@ -25,16 +25,30 @@ from typing import Callable, Iterable, List, Optional, Tuple
 from harness.errors import ConfigError
 
 
+def _buildable(name: str) -> bool:
+    """A built-in dataset that is built into the cache (not a file path, not procedural)."""
+    from harness.registry import DATASETS
+
+    return not name.endswith((".h5", ".hdf5")) and name in DATASETS and not DATASETS.get(name).obj.procedural
+
+
+def _build(name: str, resolution: int, out: Callable[[str], None]) -> None:
+    from harness.data.catalog import build_dataset
+
+    out(f"building dataset {name} at {resolution} px (once; cached for every later trial)")
+    path, image_set = build_dataset(name, resolution)
+    out(f"  {len(image_set.images)} images -> {path}")
+
+
 def missing_datasets(specs: Iterable) -> List[Tuple[str, int]]:
     """(name, resolution) of the built-in, non-procedural datasets ``specs`` use that are
     not in the cache yet, in first-use order."""
     from harness.data.cache import dataset_path
-    from harness.registry import DATASETS
 
     out: List[Tuple[str, int]] = []
     for spec in specs:
         ds = spec.dataset
-        if ds.is_path() or ds.name not in DATASETS or DATASETS.get(ds.name).obj.procedural:
+        if ds.is_path() or not _buildable(ds.name):
             continue
         key = (ds.name, ds.resolution)
         if key not in out and not dataset_path(*key).exists():
@@ -43,34 +57,26 @@ def missing_datasets(specs: Iterable) -> List[Tuple[str, int]]:
 
 
 def ensure_datasets(specs: Iterable, out: Callable[[str], None] = print) -> List[Tuple[str, int]]:
-    from harness.data.catalog import build_dataset
-
-    built = []
-    for name, resolution in missing_datasets(specs):
-        out(f"building dataset {name} at {resolution} px (once; cached for every later trial)")
-        path, image_set = build_dataset(name, resolution)
-        out(f"  {len(image_set.images)} images -> {path}")
-        built.append((name, resolution))
+    built = missing_datasets(specs)
+    for name, resolution in built:
+        _build(name, resolution, out)
     return built
 
 
 def prepare_dataset(name: str, resolution: Optional[int], out: Callable[[str], None] = print) -> None:
     """Build the built-in dataset ``name`` at ``resolution`` (its default if None) when
     it is not in the cache; any other name or path is left to the loader."""
-    from harness.data.catalog import build_dataset, source
     from harness.data.cache import built_resolutions, dataset_path
-    from harness.registry import DATASETS
+    from harness.data.catalog import source
 
-    if name.endswith((".h5", ".hdf5")) or name not in DATASETS or DATASETS.get(name).obj.procedural:
+    if not _buildable(name):
         return
     if resolution is None:
         if built_resolutions(name):
             return
         resolution = source(name).default_resolution
     if not dataset_path(name, resolution).exists():
-        out(f"building dataset {name} at {resolution} px (once; cached for every later trial)")
-        path, image_set = build_dataset(name, resolution)
-        out(f"  {len(image_set.images)} images -> {path}")
+        _build(name, resolution, out)
 
 
 def prepare_trial(spec, out: Callable[[str], None] = print) -> None:

@@ -106,12 +106,9 @@ class Trial:
         generator_step(models, sampler, o.batch_size, 1, 0, self.device)
 
     def describe(self) -> Dict[str, Any]:
-        m = self.models
-        info = model_info(self.spec, m.G, m.D)
-        return {"G_parameters": info["G_parameters"], "D_parameters": info["D_parameters"],
-                "dataset": self.data.name, "dataset_images": len(self.data),
-                "dataset_fingerprint": self.data.fingerprint, "effective_batch_d": info["effective_batch_d"],
-                "effective_batch_g": info["effective_batch_g"]}
+        """Model sizes and batch arithmetic (as ``ganbench describe`` prints) and the data."""
+        return {**model_info(self.spec, self.models.G, self.models.D), "dataset": self.data.name,
+                "dataset_images": len(self.data), "dataset_fingerprint": self.data.fingerprint}
 
     # ------------------------------------------------------------- checkpoint
     def checkpoint_state(self) -> Dict[str, Any]:
