@@ -86,7 +86,7 @@ def build_models(spec: TrialSpec, device: torch.device) -> BuiltTrial:
     opt_d = torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas, eps=o.eps)
     augment = AUGMENTS.build(spec.augment.policy, spec.augment.kwargs, "augment.policy",
                              channels=spec.dataset.channels).to(device)
-    regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight, iterations=o.iterations)
+    regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight, iterations=o.iteration_limit)
             for i, r in enumerate(spec.regularizers)]
     loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
     models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])

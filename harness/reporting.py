@@ -35,6 +35,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def host_load() -> Dict[str, Any]:
+    """The host's 1-minute load average and core count (every report row records them, so
+    analysis can tell a trial that shared its cores from one that had them)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # a platform without load averages
+        return {}
+    return {"host_load": round(load, 2), "host_cpus": os.cpu_count()}
+
+
 def environment(spec: TrialSpec, device: torch.device) -> Dict[str, Any]:
     import torchvision
 

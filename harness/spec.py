@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from harness import registry
+from harness.clocks import CLOCKS, COMPUTE_DEVICES
 from harness.errors import ConfigError
 from harness.validation import build_dataclass, to_plain
 
@@ -136,18 +137,43 @@ class OptimizationSpec:
     eps: float = field(default=1e-8, metadata={"min_exclusive": 0.0})
     # D updates per G update (5 for WGAN-GP, seed D).
     d_steps: int = field(default=1, metadata={"min": 1})
-    # G updates to train (each after d_steps D updates).
+    # G updates to train (each after d_steps D updates): the budget, or the cap of a
+    # samples or seconds budget.
     iterations: int = field(default=1000, metadata={"min": 1})
-    # Stop after this many seconds of training (wall time minus evaluation, sampling and
-    # checkpointing), evaluating at that point; null = the iteration budget only. A time
+    # Stop once D has been shown this many real images (StyleGAN's kimg x 1000; each
+    # iteration shows batch_size x accumulation.d x d_steps); null = no samples budget.
+    # The budget no hardware can bend: the same on any machine, busy or idle.
+    samples: Optional[int] = field(default=None, metadata={"min": 1})
+    # Stop after this many seconds of training on ``clock``, evaluating at that point;
+    # null = no time budget. Evaluation, samples and checkpoints never count. A time
     # budget makes the iteration count machine-dependent: use it for equal-compute
     # comparisons, not for bit-reproducible ones.
     time_budget_s: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    # What time_budget_s counts (docs/concepts.md): compute = the trial process's CPU
+    # time in its training steps on a CPU device, the GPU time of its training steps
+    # (CUDA events) on a CUDA device; wall = wall-clock seconds of training (the machine's
+    # other load changes what a trial gets).
+    clock: str = field(default="compute", metadata={"choices": CLOCKS})
 
     def validate(self, path: str) -> None:
         for i, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
                 raise ConfigError(f"{path}.betas[{i}]", beta, "a number in [0, 1)")
+        if self.samples is not None and self.samples < self.samples_per_iteration:
+            raise ConfigError(f"{path}.samples", self.samples, "at least one iteration's real images shown to D "
+                              f"(batch_size x accumulation.d x d_steps = {self.samples_per_iteration})")
+
+    @property
+    def samples_per_iteration(self) -> int:
+        """Real images D sees per iteration (G step)."""
+        return self.batch_size * self.accumulation.d * self.d_steps
+
+    @property
+    def iteration_limit(self) -> int:
+        """The last iteration: ``iterations``, or fewer when the samples budget ends first."""
+        if self.samples is None:
+            return self.iterations
+        return min(self.iterations, -(-self.samples // self.samples_per_iteration))
 
     @property
     def effective_batch_d(self) -> int:
@@ -231,6 +257,10 @@ class TrialSpec:
         p = (path + ".") if path else ""
         if not _DEVICE.match(self.device):
             raise ConfigError(f"{p}device", self.device, "cpu, cuda, cuda:N or mps")
+        o = self.optimization
+        if o.time_budget_s is not None and o.clock == "compute" and self.device.split(":")[0] not in COMPUTE_DEVICES:
+            raise ConfigError(f"{p}optimization.clock", o.clock, f"wall on device {self.device} (the compute clock "
+                              f"is measured on {' and '.join(COMPUTE_DEVICES)} devices only)")
         # Every variant validates its kwargs, then may veto the whole spec (e.g. an
         # architecture that cannot build this resolution) through check_config.
         _check_variant(self, registry.ARCHITECTURES, self.architecture.name, self.architecture.kwargs,

@@ -9,9 +9,14 @@ neither torch nor the variants. Columns:
     config.<dotted path>     every field of the resolved trial config (lists as JSON)
     best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
     direction.<metric>       min | max, as the trial recorded it with its values
-    best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>   when the best was first reached
-    iterations, samples_seen, wall_s, train_s, eval_s, effective_batch, effective_batch_g,
-    peak_rss_mb, peak_cuda_mb, attempts, error, budget, labels (JSON)
+    best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>, best_compute_s.<metric>
+                             when the best was first reached
+    iterations, samples_seen, wall_s, train_s (wall minus evaluation and checkpoints),
+    compute_s (the compute clock: process CPU seconds or CUDA-event GPU seconds of the
+    training steps), clock (what a time budget counted), evaluations (how many),
+    host_load_max (highest 1-minute load average in the trial's rows), host_cpus,
+    eval_s, effective_batch, effective_batch_g, peak_rss_mb, peak_cuda_mb, attempts,
+    error, budget (which budget ended it: iterations | samples | seconds), labels (JSON)
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from typing import Any, Dict, List, Optional
 from harness.store import StudyRecord, TrialRecord, atomic_write_text
 
 BASE_COLUMNS = ["trial_id", "phase", "status", "variant", "seed", "objective", "iterations", "samples_seen",
-                "wall_s", "train_s", "eval_s", "effective_batch", "effective_batch_g", "peak_rss_mb",
+                "wall_s", "train_s", "compute_s", "clock", "evaluations", "host_load_max", "host_cpus", "eval_s", "effective_batch", "effective_batch_g", "peak_rss_mb",
                 "peak_cuda_mb", "attempts", "budget", "error", "labels"]
 
 
@@ -75,6 +80,12 @@ def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str
         "samples_seen": last.get("samples_seen"),
         "wall_s": last.get("wall_s"),
         "train_s": last.get("train_s"),
+        "compute_s": last.get("compute_s"),
+        "clock": last.get("clock"),
+        "evaluations": len(evals),
+        "host_load_max": max((r["host_load"] for r in reports if isinstance(r.get("host_load"), (int, float))),
+                             default=None),
+        "host_cpus": last.get("host_cpus"),
         "eval_s": last.get("eval_s"),
         "effective_batch": last.get("effective_batch"),
         "effective_batch_g": last.get("effective_batch_g"),
@@ -107,6 +118,7 @@ def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str
             row[f"best_iter.{name}"] = reached.get("iteration")
             row[f"best_wall_s.{name}"] = reached.get("wall_s")
             row[f"best_train_s.{name}"] = reached.get("train_s")
+            row[f"best_compute_s.{name}"] = reached.get("compute_s")
     if search is not None:
         from harness.study.search import objective_value
 
@@ -160,7 +172,7 @@ def summarize(root: os.PathLike):
     first = [c for c in BASE_COLUMNS if c in frame.columns]
     metric_cols = sorted(c for c in frame.columns
                          if c.startswith(("best.", "final.", "protocol.", "direction.", "best_iter.", "best_wall_s.",
-                                          "best_train_s.")))
+                                          "best_train_s.", "best_compute_s.")))
     config_cols = [c for c in frame.columns if c.startswith("config.")]
     rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]
     return frame[first + metric_cols + rest + config_cols]

@@ -115,6 +115,7 @@ class GanTrainable(tune.Trainable):
             "iteration": t.iteration if t is not None else 0,
             "wall_s": row.get("wall_s", 0.0),
             "train_s": row.get("train_s", 0.0),
+            "compute_s": row.get("compute_s") or 0.0,
             "status": status,
             "metrics": dict(row.get("metrics") or {}),
             "best": dict(row.get("best") or {}),

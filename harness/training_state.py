@@ -1,16 +1,18 @@
 """The training state of a trial: counters, timers, running loss sums, best values and
-every RNG — one object, checkpointed as one (the checkpoint's keys are unchanged from the
-layout older records hold, so they resume).
+every RNG — one object, checkpointed as one (the checkpoint's keys are those older records
+hold plus ``compute_s``, read with a fallback, so they resume).
 """
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+
+from harness.clocks import ComputeClock
 
 
 @dataclass
@@ -24,6 +26,8 @@ class TrainingState:
     loss_count: int = 0
     best: Dict[str, float] = field(default_factory=dict)
     t_start: float = field(default_factory=time.perf_counter)
+    # the device's compute clock (harness.clocks): None where the device has none
+    clock: Optional[ComputeClock] = None
 
     # -- timers ------------------------------------------------------------------------
     def start_clock(self) -> None:
@@ -33,7 +37,20 @@ class TrainingState:
         return self.wall_offset + (time.perf_counter() - self.t_start)
 
     def train_s(self) -> float:
+        """Wall seconds of training: wall time minus evaluation, samples, checkpoints."""
         return self.wall_s() - self.overhead_s
+
+    def compute_s(self) -> Optional[float]:
+        """Compute seconds of the training steps (harness.clocks), None without a clock."""
+        return self.clock.seconds if self.clock is not None else None
+
+    def budget_s(self, clock: str) -> float:
+        """The seconds a time budget on ``clock`` ('compute' or 'wall') has spent."""
+        if clock == "compute":
+            if self.clock is None:
+                raise RuntimeError("a compute-clock budget on a device without a compute clock")
+            return self.clock.seconds
+        return self.train_s()
 
     # -- losses and best values --------------------------------------------------------
     def add_losses(self, stats: Dict[str, Any]) -> None:
@@ -62,6 +79,7 @@ class TrainingState:
             "wall_s": self.wall_s(),
             "eval_s": self.eval_s,
             "overhead_s": self.overhead_s,
+            "compute_s": self.compute_s(),
             "loss_sums": dict(self.loss_sums),
             "loss_count": self.loss_count,
             "best": dict(self.best),
@@ -81,6 +99,10 @@ class TrainingState:
         self.wall_offset = float(state["wall_s"])
         self.eval_s = float(state["eval_s"])
         self.overhead_s = float(state["overhead_s"])
+        if self.clock is not None:
+            # checkpoints written before the compute clock: their training seconds stand in
+            spent = state.get("compute_s")
+            self.clock.seconds = float(spent if spent is not None else self.wall_offset - self.overhead_s)
         self.loss_sums = dict(state["loss_sums"])
         self.loss_count = int(state["loss_count"])
         self.best = dict(state["best"])

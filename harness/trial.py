@@ -27,10 +27,11 @@ import torch
 
 from harness import checkpoint as ckpt
 from harness import performance
+from harness.clocks import compute_clock
 from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
 from harness.metrics import prepare as prepare_metrics
-from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, postfix, progress_bar
+from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, host_load, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
 from harness.store import TrialRecord, atomic_write_json, atomic_write_text
@@ -87,6 +88,7 @@ class Trial:
     def build(self) -> None:
         spec = self.spec
         self.device = resolve_device(spec)
+        self.state.clock = compute_clock(self.device, self.state.clock.seconds if self.state.clock else 0.0)
         torch.set_num_threads(spec.threads)
         seed_everything(spec.seed)
         self.data = TrainingData(load_image_set(spec.dataset), self.device, hflip=spec.dataset.hflip)
@@ -157,13 +159,16 @@ class Trial:
 
     def report(self, evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         o, st = self.spec.optimization, self.state
-        wall_s = st.wall_s()
+        wall_s, compute_s = st.wall_s(), st.compute_s()
         row: Dict[str, Any] = {
             "iteration": st.iteration,
             "samples_seen": st.samples_seen,
             "wall_s": round(wall_s, 4),
             "train_s": round(wall_s - st.overhead_s, 4),
+            "compute_s": None if compute_s is None else round(compute_s, 4),
+            "clock": o.clock,
             "eval_s": round(st.eval_s, 4),
+            **host_load(),
             "losses": st.take_mean_losses(),
             "effective_batch": o.effective_batch_d,
             "effective_batch_g": o.effective_batch_g,
@@ -185,7 +190,7 @@ class Trial:
         finished = self.start()
         if finished is not None:
             return finished
-        bar = progress_bar(self.spec.optimization.iterations, self.iteration) if self.progress else None
+        bar = progress_bar(self.spec.optimization.iteration_limit, self.iteration) if self.progress else None
         try:
             result = self.advance(None, bar)
         finally:
@@ -255,7 +260,7 @@ class Trial:
 
     def next_eval_iteration(self) -> int:
         """The iteration of the next evaluation (or of the end of the budget)."""
-        every, total = self.spec.eval.every, self.spec.optimization.iterations
+        every, total = self.spec.eval.every, self.spec.optimization.iteration_limit
         if every <= 0:
             return total
         return min(total, (self.iteration // every + 1) * every)
@@ -274,9 +279,13 @@ class Trial:
     def _loop(self, until: Optional[int], bar) -> Optional[Dict[str, Any]]:
         spec, m = self.spec, self.models
         o = spec.optimization
-        total = o.iterations if until is None else min(until, o.iterations)
+        limit = o.iteration_limit
+        total = limit if until is None else min(until, limit)
+        clock = self.state.clock
         while self.iteration < total and not self._stop:
             it = self.iteration
+            if clock is not None:
+                clock.begin()
             self.stage = self.transfer.set_stage(m.G, m.D, it)
             for module in (m.G, m.D, m.G_ema):
                 module.set_progress(it)
@@ -298,10 +307,12 @@ class Trial:
             m.opt_g.step()
             step_stats.update(g_stats)
             update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
+            if clock is not None:
+                clock.end()
             self.state.iteration = it + 1
             self.state.add_losses(step_stats)
             self._after_step(bar)
-        if self.iteration < o.iterations and not self._stop:
+        if self.iteration < limit and not self._stop:
             return None  # paused at ``until``; more to train
         self.record.set_status("completed", iteration=self.iteration, best=self.best,
                                last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s(),
@@ -309,11 +320,15 @@ class Trial:
         return {"status": "completed"}
 
     def budget_reason(self) -> str:
-        return "seconds" if self._stop and self.iteration < self.spec.optimization.iterations else "iterations"
+        """Which budget ended the trial: seconds, samples or iterations."""
+        o = self.spec.optimization
+        if self._stop and self.iteration < o.iteration_limit:
+            return "seconds"
+        return "samples" if o.iteration_limit < o.iterations else "iterations"
 
     def _time_up(self) -> bool:
-        budget = self.spec.optimization.time_budget_s
-        return budget is not None and self.state.train_s() >= budget
+        o = self.spec.optimization
+        return o.time_budget_s is not None and self.state.budget_s(o.clock) >= o.time_budget_s
 
     def _after_step(self, bar) -> None:
         spec, i = self.spec, self.iteration
@@ -321,7 +336,7 @@ class Trial:
         # the last one (evaluated, checkpointed) just as the final iteration would be.
         if not self._stop and self._time_up():
             self._stop = True
-        last = i == spec.optimization.iterations or self._stop
+        last = i == spec.optimization.iteration_limit or self._stop
         do_eval = last or (spec.eval.every > 0 and i % spec.eval.every == 0)
         do_log = do_eval or i % spec.log_every == 0
         do_samples = spec.sample_every > 0 and (i % spec.sample_every == 0 or last)

@@ -113,7 +113,10 @@ def test_hold_effective_batch_sets_accumulation():
     ({"variants": [{"name": "x"}, {"name": "x"}]}, r"variants: .*distinct variant names"),
     ({"resources": {"gpus": 1}}, r"resources.gpus: got 1.0; expected 0 unless base.device is cuda"),
     ({"resources": {"cpus": 0}}, r"resources.cpus: got 0.0; expected a value > 0"),
-    ({"fixed_budget": {}}, r"fixed_budget: got \{\}; expected iterations and/or seconds"),
+    ({"fixed_budget": {}}, r"fixed_budget: got \{\}; expected iterations, samples and/or seconds"),
+    ({"fixed_budget": {"seconds": 5, "clock": "cpu"}}, r"fixed_budget.clock: got .cpu.; expected one of compute, wall"),
+    ({"fixed_budget": {"kimg": 5}}, r"fixed_budget.kimg"),
+    ({"fixed_budget": {"samples": 8}}, r"optimization.samples: got 8; expected at least one iteration.s real images"),
 ])
 def test_grid_errors_name_the_field(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -331,8 +334,10 @@ def test_asha_measures_iterations_or_training_seconds():
     timed = parse_study(search_study(**{"fixed_budget": {"seconds": 30.0}, "search.scheduler.grace_period": 5}))
     spec = make_trial(timed, base_spec(timed), {}, 0, "t")
     assert spec.optimization.time_budget_s == 30.0
-    assert scheduler_horizon(timed, spec) == ("train_s", 30.0)
-    with pytest.raises(ConfigError, match=r"grace_period: got 30.0; expected a value < the budget \(30.0 train_s\)"):
+    assert scheduler_horizon(timed, spec) == ("compute_s", 30.0)
+    wall = parse_study(search_study(**{"fixed_budget": {"seconds": 30.0, "clock": "wall"}}))
+    assert scheduler_horizon(wall, make_trial(wall, base_spec(wall), {}, 0, "t")) == ("train_s", 30.0)
+    with pytest.raises(ConfigError, match=r"grace_period: got 30.0; expected a value < the budget \(30.0 compute_s\)"):
         parse_study(search_study(**{"fixed_budget": {"seconds": 30.0}, "search.scheduler.grace_period": 30}))
 
 

@@ -56,10 +56,13 @@ def _common_overrides(study: StudySpec) -> Dict[str, Any]:
     if study.fixed_budget is not None:
         if study.fixed_budget.iterations is not None:
             out["optimization.iterations"] = study.fixed_budget.iterations
+        if study.fixed_budget.samples is not None:
+            out["optimization.samples"] = study.fixed_budget.samples
         if study.fixed_budget.seconds is not None:
             # whichever budget is spent first ends the trial (the base's iterations cap a
             # seconds-only budget: schedules such as instance-noise annealing need one)
             out["optimization.time_budget_s"] = study.fixed_budget.seconds
+            out["optimization.clock"] = study.fixed_budget.clock
     return out
 
 
@@ -72,7 +75,14 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
             set_dotted(data, key, value)
         if study.hold_effective_batch:
             _hold_effective_batch(data, base, overrides)
-        return parse_trial(data)
+        spec = parse_trial(data)
+        budget = study.fixed_budget
+        if budget is not None and budget.samples is not None and budget.iterations is None \
+                and "optimization.iterations" not in overrides:
+            # a samples budget alone: the trial's iterations follow from it (they also set
+            # annealing schedules), so the base's iteration count can never end it first
+            spec = spec.replace({"optimization.iterations": -(-budget.samples // spec.optimization.samples_per_iteration)})
+        return spec
     except ConfigError as err:
         raise ConfigError(f"{context}: {err.path}", err.value, err.expected) from None
 
@@ -261,7 +271,11 @@ def describe_plans(plans: List[TrialPlan]) -> str:
     for p in plans:
         label = ", ".join(f"{k}={v}" for k, v in p.labels.items())
         o = p.spec.optimization
-        budget = f"{o.iterations} it" if o.time_budget_s is None else f"{o.time_budget_s:g} s of training, at most {o.iterations} it"
+        budget = f"{o.iteration_limit} it"
+        if o.samples is not None:
+            budget = f"{o.samples:,} samples = {o.iteration_limit} it"
+        if o.time_budget_s is not None:
+            budget = f"{o.time_budget_s:g} s of {o.clock} time, at most {budget}"
         lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, {budget})")
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from harness.clocks import CLOCKS
 from harness.errors import ConfigError
 from harness.spec import load_yaml, set_dotted, split_path
 from harness.validation import build_dataclass, to_plain
@@ -45,16 +46,33 @@ class VariantSpec:
 
 @dataclass
 class BudgetSpec:
-    """The same budget for every trial: iterations, seconds of training, or both (first hit)."""
+    """The same budget for every trial: iterations, samples, seconds of training on a
+    clock, or several (the first one spent ends the trial)."""
 
     # Every trial's optimization.iterations.
     iterations: Optional[int] = field(default=None, metadata={"min": 1})
-    # Every trial's seconds of training (optimization.time_budget_s).
+    # Every trial's real images shown to D (optimization.samples; kimg x 1000): the same
+    # on any hardware, busy or idle.
+    samples: Optional[int] = field(default=None, metadata={"min": 1})
+    # Every trial's seconds of training (optimization.time_budget_s) on ``clock``.
     seconds: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    # compute: the trial's own CPU time (CPU device) or GPU time of its steps (CUDA
+    # events); wall: wall-clock seconds, which other work on the machine changes.
+    clock: str = field(default="compute", metadata={"choices": CLOCKS})
 
     def validate(self, path: str) -> None:
-        if self.iterations is None and self.seconds is None:
-            raise ConfigError(path, {}, "iterations and/or seconds")
+        if self.iterations is None and self.seconds is None and self.samples is None:
+            raise ConfigError(path, {}, "iterations, samples and/or seconds")
+
+    def describe(self) -> str:
+        parts = []
+        if self.samples is not None:
+            parts.append(f"{self.samples:,} samples")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:g} s of {self.clock} time")
+        if self.iterations is not None:
+            parts.append(f"{self.iterations:,} iterations")
+        return " or ".join(parts) + " (the first spent)" * (len(parts) > 1)
 
 
 @dataclass

@@ -72,11 +72,13 @@ def check_search(study: StudySpec, base: TrialSpec) -> None:
 
 
 def scheduler_horizon(study: StudySpec, spec: TrialSpec) -> Tuple[str, float]:
-    """(time attribute, budget) ASHA measures trials by: iterations, or train seconds."""
-    if spec.optimization.time_budget_s is not None and (
-            study.fixed_budget is None or study.fixed_budget.iterations is None):
-        return "train_s", float(spec.optimization.time_budget_s)
-    return "iteration", float(spec.optimization.iterations)
+    """(time attribute, budget) ASHA measures trials by: iterations, or the seconds of the
+    trials' clock (compute_s or train_s) under a seconds-only budget."""
+    o = spec.optimization
+    if o.time_budget_s is not None and (study.fixed_budget is None or (
+            study.fixed_budget.iterations is None and study.fixed_budget.samples is None)):
+        return ("compute_s" if o.clock == "compute" else "train_s"), float(o.time_budget_s)
+    return "iteration", float(o.iteration_limit)
 
 
 def asha_settings(study: StudySpec, spec: Optional[TrialSpec] = None) -> Tuple[str, float, float]:
