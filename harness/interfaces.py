@@ -268,6 +268,10 @@ class Metric:
     """A quality measure of a generator against a real set; lower or higher is better."""
 
     higher_is_better: bool = False
+    # For the report's glossary (travels with every evaluation row, so analysis needs no
+    # metric registry): what the number measures, and its unit or scale.
+    description: str = ""
+    scale: str = ""
 
     def __init__(self, params: Any = None):
         self.params = params
@@ -282,6 +286,13 @@ class Metric:
     def protocol(self) -> Dict[str, Any]:
         """Everything that defines this number (extractor, n, resizer, ...)."""
         return {}
+
+    def info(self, values: List[str]) -> Dict[str, Any]:
+        """The glossary entry of this metric and the value keys it produced."""
+        doc = " ".join((type(self).__doc__ or "").split())
+        text = " ".join(part for part in (doc, self.description) if part)
+        return {"description": text, "scale": self.scale, "values": list(values),
+                "higher_is_better": bool(self.higher_is_better)}
 
     def environment(self) -> Dict[str, Any]:
         """How the number was computed where that does not change it beyond float

@@ -88,6 +88,7 @@ def ensure_sources(plan, record, out: Callable[[str], None] = print) -> List[str
     """Pretrain and export each of the planned study's sources the zoo lacks; returns
     their names."""
     from harness import zoo
+    from harness.reporting import progress_lines
     from harness.trial import run_trial
 
     done = []
@@ -95,8 +96,10 @@ def ensure_sources(plan, record, out: Callable[[str], None] = print) -> List[str
         spec = plan.sources[name]
         folder = record.source_dir(name)
         out(f"pretraining source model {name} ({spec.architecture.name}, {spec.dataset.name} "
-            f"{spec.dataset.resolution} px, {spec.optimization.iterations} iterations) in {folder}")
-        result = run_trial(spec, folder, progress=sys.stderr.isatty())
+            f"{spec.dataset.resolution} px, {spec.optimization.iteration_limit} iterations) in {folder}")
+        tty = sys.stderr.isatty()
+        lines = [] if tty else [progress_lines(f"source {name}", spec.optimization.iteration_limit, out)]
+        result = run_trial(spec, folder, callbacks=lines, progress=tty)
         if result.status != "completed":
             raise ConfigError(f"sources.{name}", result.status, f"a source trial that completes (it ended "
                               f"{result.status}: {result.error}; its record: {folder})")

@@ -126,6 +126,7 @@ class Reporter:
             row["eval_environment"] = evaluation.get("environment", {})
             # each value's direction travels with it, so analysis needs no metric registry
             row["higher_is_better"] = dict(evaluation["higher_is_better"])
+            row["metric_info"] = dict(evaluation.get("info") or {})
             row["best"] = dict(best)
         self.record.append_report(row)
         self.last_report = row
@@ -148,3 +149,33 @@ def progress_bar(total: int, initial: int):
     interactive = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, file=sys.stderr,
                 mininterval=0.5 if interactive else 30.0)
+
+
+def progress_lines(label: str, total: int, out: Callable[[str], None] = print,
+                   every_s: float = 15.0) -> ReportCallback:
+    """A report callback printing one line at most every ``every_s`` seconds — phase,
+    iterations, the latest metric, elapsed and ETA — for long steps run without a terminal
+    (source pretraining in ``ganbench run``), so a log never shows minutes of silence."""
+    import time
+
+    t0 = time.monotonic()
+    last: List[float] = [-float("inf")]
+    first: List[int] = []  # the first reported iteration (a resumed run starts late)
+    t0_first: List[float] = []
+
+    def callback(row: Dict[str, Any], trial: Any) -> None:
+        now, it = time.monotonic(), int(row.get("iteration", 0))
+        if not first:
+            first.append(it)
+            t0_first.append(now)
+        if now - last[0] < every_s and it < total and "metrics" not in row:
+            return
+        last[0] = now
+        rate = (it - first[0]) / (now - t0_first[0]) if now > t0_first[0] and it > first[0] else 0.0
+        eta = f"{(total - it) / rate:.0f} s" if rate else "?"
+        metrics = " ".join(f"{k} {v:.4g}" for k, v in (row.get("metrics") or {}).items())
+        out(f"  {label}: iteration {it}/{total} ({100 * it / max(total, 1):.0f}%), "
+            f"{now - t0:.0f} s elapsed, ETA {eta}" + (f", {metrics}" if metrics else ""))
+
+    return callback
+

@@ -173,7 +173,17 @@ class StudyRunner:
                 self._fit("finalists", self._finalists())
         summary = write_summary(self.root)
         self.out(f"[{self.study.name}] summary: {self.record.summary_csv} ({len(summary)} trials)")
+        for warning in self.fairness_warnings():
+            self.out(f"[{self.study.name}] WARNING: {warning}")
         return summary
+
+    def fairness_warnings(self) -> List[str]:
+        """Why the study's comparison may be unfair (harness.analysis.fairness)."""
+        from harness.analysis.fairness import concerns
+        from harness.analysis.results import FINISHED, load_study
+
+        results = load_study(self.root)
+        return concerns(results.rows(None, FINISHED))
 
     def _finalists(self) -> List[st.TrialPlan]:
         from harness.summary import summarize

@@ -8,6 +8,7 @@ neither torch nor the variants. Columns:
     stopped | running | pending), variant, seed, objective (searches),
     config.<dotted path>     every field of the resolved trial config (lists as JSON)
     best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
+    info.<metric>            JSON: the metric's description, scale, value keys, direction
     direction.<metric>       min | max, as the trial recorded it with its values
     best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>, best_compute_s.<metric>
                              when the best was first reached
@@ -109,6 +110,8 @@ def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str
         row[f"final.{name}"] = value
     for name, proto in (last_eval.get("protocol") or {}).items():
         row[f"protocol.{name}"] = json.dumps(proto, sort_keys=True)
+    for name, meta in (last_eval.get("metric_info") or {}).items():
+        row[f"info.{name}"] = json.dumps(meta, sort_keys=True)
     higher = last_eval.get("higher_is_better") or {}
     for name in (last_eval.get("metrics") or {}):
         row[f"direction.{name}"] = ("max" if higher[name] else "min") if name in higher else fallback_direction(name)
@@ -171,7 +174,7 @@ def summarize(root: os.PathLike):
         return pd.DataFrame(columns=BASE_COLUMNS)
     first = [c for c in BASE_COLUMNS if c in frame.columns]
     metric_cols = sorted(c for c in frame.columns
-                         if c.startswith(("best.", "final.", "protocol.", "direction.", "best_iter.", "best_wall_s.",
+                         if c.startswith(("best.", "final.", "protocol.", "info.", "direction.", "best_iter.", "best_wall_s.",
                                           "best_train_s.", "best_compute_s.")))
     config_cols = [c for c in frame.columns if c.startswith("config.")]
     rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]

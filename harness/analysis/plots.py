@@ -3,11 +3,12 @@
 Every figure colours a configuration (cell) the same way, so a reader can follow one
 method from plot to plot:
 
-- :func:`metric_figure` — one line per trial: a metric against wall-clock seconds since
-  the trial started (evaluation included: what a user waits for) or against iterations;
-- :func:`band_figure` — per configuration, the mean over seeds at each evaluation with a
-  confidence band (Student t); against wall seconds the x of a point is the mean wall
-  time of the seeds at that iteration;
+- :func:`metric_figure` — one line per trial (a configuration's colour, a dash per seed):
+  a metric against compute seconds, iterations, samples or wall-clock seconds;
+- :func:`band_figure` — per configuration, the mean over seeds with a confidence band
+  (Student t) on a common x grid: each seed's series interpolated inside its own range,
+  the band drawn only where at least two seeds have data; optionally the best-so-far
+  curve;
 - :func:`loss_figure` — D and G losses per trial (non-convergence and collapse show here);
 - :func:`augment_figure` — ADA's augmentation probability p over iterations;
 - :func:`optuna_figures` — Optuna's own optimisation history and parameter importances
@@ -25,10 +26,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from harness.analysis import stats
 
-X_AXES = {"wall_s": "wall-clock seconds since trial start", "train_s": "training seconds (evaluation excluded)",
-          "iteration": "iterations (G steps)"}
+X_AXES = {"compute_s": "compute seconds of training (the trial's compute clock)",
+          "iteration": "iterations (G steps)", "samples_seen": "real images shown to D",
+          "train_s": "wall seconds of training (evaluation excluded)",
+          "wall_s": "wall-clock seconds since trial start"}
+# x axes a mean over seeds may be drawn against: ones that measure the trial's progress
+BAND_AXES = ("iteration", "samples_seen", "compute_s", "train_s")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 
 
 def _go():
@@ -46,6 +52,12 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
+def axis_title(metric: str, scale: str = "", direction: str = "") -> str:
+    """A metric axis title that carries its scale and direction: 'swd ×10³, lower is better'."""
+    better = {"min": ", lower is better", "max": ", higher is better"}.get(direction, "")
+    return f"{metric}{' ' + scale if scale.startswith('×') else ''}{better}"
+
+
 def _layout(fig, title: str, x: str, y: str, log_y: bool = False):
     fig.update_layout(title=title, template="plotly_white", xaxis_title=x, yaxis_title=y,
                       legend_title_text="configuration", margin=dict(l=60, r=20, t=50, b=50), height=460,
@@ -55,72 +67,95 @@ def _layout(fig, title: str, x: str, y: str, log_y: bool = False):
     return fig
 
 
-def _check_x(x: str) -> None:
-    if x not in X_AXES:
-        raise ValueError(f"x {x!r}: expected one of {', '.join(X_AXES)}")
+def _check_x(x: str, allowed: Sequence[str] = tuple(X_AXES)) -> None:
+    if x not in allowed:
+        raise ValueError(f"x {x!r}: expected one of {', '.join(allowed)}")
 
 
 def _trial_lines(fig, data, x: str, y: str, colour: Dict[str, str], label: str, shown: set, mode: str = "lines",
                  width: float = 1.5, **where) -> None:
-    """One line per trial of ``data`` (``y`` against ``x``), coloured by its cell; the
-    legend shows each cell once (``shown`` carries that across panels)."""
+    """One line per trial of ``data`` (``y`` against ``x``): its configuration's colour,
+    a dash per seed, the seed in the legend and the hover (``shown`` carries the legend
+    entries across panels)."""
     go = _go()
-    for trial_id, g in data[data[y].notna()].groupby("trial_id", sort=True):
-        cell = g["cell"].iloc[0]
+    data = data[data[y].notna() & data[x].notna()]
+    seeds: Dict[str, List[str]] = {}
+    for trial_id, g in data.groupby("trial_id", sort=True):
+        cell, seed = g["cell"].iloc[0], g["seed"].iloc[0]
+        order = seeds.setdefault(cell, [])
+        order.append(trial_id)
+        name = f"{cell} · seed {seed}"
         fig.add_trace(go.Scatter(
-            x=g[x], y=g[y], mode=mode, name=cell, legendgroup=cell, showlegend=cell not in shown,
-            line=dict(color=colour.get(cell), width=width), marker=dict(size=5),
-            hovertemplate=f"{trial_id} (seed {g['seed'].iloc[0]})<br>{x}=%{{x:.4g}}<br>{label}=%{{y:.4g}}"
+            x=g[x], y=g[y], mode=mode, name=name, legendgroup=cell, showlegend=name not in shown,
+            line=dict(color=colour.get(cell), width=width, dash=DASHES[(len(order) - 1) % len(DASHES)]),
+            marker=dict(size=5),
+            hovertemplate=f"{trial_id} (seed {seed})<br>{x}=%{{x:.4g}}<br>{label}=%{{y:.4g}}"
                           "<extra>%{fullData.name}</extra>"), **where)
-        shown.add(cell)
+        shown.add(name)
 
 
-def metric_figure(curves, metric: str, x: str = "wall_s", colour: Optional[Dict[str, str]] = None):
+def metric_figure(curves, metric: str, x: str = "compute_s", colour: Optional[Dict[str, str]] = None,
+                  y_title: Optional[str] = None):
     """``metric`` (a key such as 'fid' or 'swd') against ``x``, one line per trial."""
     _check_x(x)
     col = f"metric.{metric}"
     fig = _go().Figure()
-    if col in curves.columns:
+    if col in curves.columns and x in curves.columns:
         _trial_lines(fig, curves, x, col, colour or colours(list(curves["cell"])), metric, set(), "lines+markers")
-    return _layout(fig, f"{metric} per trial vs {X_AXES[x]}", X_AXES[x], metric)
+    return _layout(fig, f"{metric} per trial vs {X_AXES[x]}", X_AXES[x], y_title or metric)
 
 
-def band_figure(curves, metric: str, x: str = "wall_s", level: float = 0.95,
-                colour: Optional[Dict[str, str]] = None):
-    """Mean of ``metric`` over seeds per configuration, with a ``level`` t-interval band."""
+def _segments(mask: Sequence[bool]) -> List[List[int]]:
+    """Runs of consecutive True indices."""
+    runs: List[List[int]] = []
+    for i, on in enumerate(mask):
+        if on:
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+    return runs
+
+
+def band_figure(curves, metric: str, x: str = "iteration", level: float = 0.95,
+                colour: Optional[Dict[str, str]] = None, best: bool = False, direction: str = "min",
+                y_title: Optional[str] = None):
+    """Mean of ``metric`` over seeds per configuration with a ``level`` t-interval band, on
+    a common x grid (:func:`harness.analysis.stats.band_on_grid`: each seed interpolated
+    inside its own range; the band only where ≥ 2 seeds have data). ``best``: the
+    best-so-far series of each seed instead of the raw one."""
     go = _go()
-    _check_x(x)
+    _check_x(x, BAND_AXES)
     col = f"metric.{metric}"
     fig = go.Figure()
-    if col in curves.columns:
-        evals = curves[curves[col].notna()]
+    if col in curves.columns and x in curves.columns:
+        evals = curves[curves[col].notna() & curves[x].notna()]
         colour = colour or colours(list(evals["cell"]))
         lines = []
         for cell, g in evals.groupby("cell", sort=False):
-            xs, means, lows, highs, ns = [], [], [], [], []
-            for iteration, at in g.groupby("iteration", sort=True):
-                s = stats.summarize(at[col], level=level)
-                xs.append(float(at[x].mean()))
-                means.append(s.mean)
-                lows.append(s.ci_low)
-                highs.append(s.ci_high)
-                ns.append(s.n)
+            series = []
+            for _, t in g.sort_values(x).groupby("trial_id", sort=True):
+                ys = stats.best_so_far(t[col], direction == "max") if best else t[col].to_numpy()
+                series.append((t[x].to_numpy(), ys))
+            band = stats.band_on_grid(series, level=level, step=best)
             c = colour.get(cell, PALETTE[0])
-            band = [i for i, lo in enumerate(lows) if math.isfinite(lo)]
-            if band:
-                bx = [xs[i] for i in band]
-                fig.add_trace(go.Scatter(x=bx + bx[::-1], y=[highs[i] for i in band] + [lows[i] for i in band][::-1],
-                                         mode="lines", fill="toself", fillcolor=_rgba(c, 0.18),
-                                         line=dict(width=0),
+            for run in _segments([k >= 2 for k in band.n]):
+                bx = [float(band.x[i]) for i in run]
+                fig.add_trace(go.Scatter(x=bx + bx[::-1], y=[float(band.high[i]) for i in run]
+                                         + [float(band.low[i]) for i in run][::-1],
+                                         mode="lines", fill="toself", fillcolor=_rgba(c, 0.18), line=dict(width=0),
                                          hoverinfo="skip", showlegend=False, legendgroup=cell, name=f"{cell} CI"))
-            lines.append(go.Scatter(x=xs, y=means, mode="lines+markers", name=cell, legendgroup=cell,
-                                    line=dict(color=c, width=2), customdata=ns,
-                                    hovertemplate=f"{x}=%{{x:.4g}}<br>mean {metric}=%{{y:.4g}} over %{{customdata}} "
-                                                  "seeds<extra>%{fullData.name}</extra>"))
+            lines.append(go.Scatter(x=band.x, y=band.mean, mode="lines", name=cell, legendgroup=cell,
+                                    line=dict(color=c, width=2, shape="hv" if best else "linear"),
+                                    customdata=band.n,
+                                    hovertemplate=f"{x}=%{{x:.4g}}<br>mean {metric}=%{{y:.4g}} over "
+                                                  "%{customdata} seeds<extra>%{fullData.name}</extra>"))
         for line in lines:  # means on top of every band
             fig.add_trace(line)
     pct = f"{level * 100:g}%"
-    return _layout(fig, f"{metric}: mean over seeds with {pct} CI vs {X_AXES[x]}", X_AXES[x], metric)
+    what = f"best-so-far {metric}" if best else metric
+    return _layout(fig, f"{what}: mean over seeds with {pct} CI (where ≥ 2 seeds) vs {X_AXES[x]}", X_AXES[x],
+                   (f"best-so-far {y_title}" if best and y_title else y_title) or what)
 
 
 def loss_figure(curves, names: Sequence[str] = ("d_loss", "g_loss"), colour: Optional[Dict[str, str]] = None):

@@ -72,6 +72,8 @@ class Table:
     notes: List[str] = field(default_factory=list)
     align: Optional[List[str]] = None   # "l" | "r" | "c" per column
     name: str = "table"            # short id: html anchors, LaTeX labels
+    # why the comparison may be unfair (harness.analysis.fairness): printed loudly
+    warnings: List[str] = field(default_factory=list)
 
     def _align(self) -> List[str]:
         return self.align or ["l"] + ["r"] * (len(self.columns) - 1)
@@ -93,6 +95,8 @@ class Table:
         lines.append("| " + " | ".join(esc(c) for c in self.columns) + " |")
         lines.append("|" + "|".join(marks[a] for a in self._align()) + "|")
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
+        if self.warnings:
+            lines += [""] + [f"**WARNING:** {esc(w)}" for w in self.warnings]
         if self.notes:
             lines += [""] + [f"{note}" for note in self.notes]
         return "\n".join(lines) + "\n"
@@ -118,6 +122,8 @@ class Table:
         lines += [" & ".join(cell(c) for c in row) + r" \\" for row in self.rows]
         lines.append(r"\bottomrule")
         lines.append(r"\end{tabular}")
+        for warning in self.warnings:
+            lines.append(f"\\par\\footnotesize\\textbf{{Warning:}} {esc(warning)}")
         for note in self.notes:
             lines.append(f"\\par\\footnotesize {esc(note)}")
         lines.append(r"\end{table}")
@@ -140,6 +146,8 @@ class Table:
                            + "</td>")
             out.append("<tr>" + "".join(tds) + "</tr>")
         out.append("</tbody></table>")
+        for warning in self.warnings:
+            out.append(f'<p class="gb-warn"><strong>Warning:</strong> {html.escape(warning)}</p>')
         if self.notes:
             out.append('<p class="gb-notes">' + "<br>".join(html.escape(n) for n in self.notes) + "</p>")
         return "\n".join(out) + "\n"

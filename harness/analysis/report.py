@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from harness.analysis import plots
+from harness.analysis import fairness, plots
+from harness.analysis.glossary import glossary, value_scale
 from harness.analysis.kinds import table_kinds
 from harness.analysis.options import PLOTLYJS, ReportOptions
 from harness.analysis.render import Cell, Table, fmt
@@ -42,6 +43,8 @@ padding:8px 12px;border-radius:6px}.gb-samples{display:flex;flex-wrap:wrap;gap:1
 .gb-samples figure{margin:0;max-width:300px}.gb-samples img{width:100%;image-rendering:pixelated;
 border:1px solid #d0d7de}.gb-samples figcaption{font-size:12px;color:#57606a}
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}.gb-scroll{overflow-x:auto}
+.gb-wrap td{white-space:normal!important;overflow-wrap:anywhere;max-width:760px}
+.gb-banner{background:#ffebe9;border:2px solid #cf222e;padding:10px 14px;border-radius:6px}
 """
 
 
@@ -60,11 +63,33 @@ def _table_html(build: Callable[[], Any]) -> str:
         return _warn(f"Table not shown: {err}")
 
 
-def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str) -> str:
-    """A listing (statuses, protocols, failures) through the one Table renderer."""
+def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str, wrap: bool = False) -> str:
+    """A listing (statuses, protocols, failures) through the one Table renderer; ``wrap``:
+    long cells (protocols, descriptions) wrap instead of widening the page."""
     cells = [[Cell(v if isinstance(v, str) else fmt(v)) for v in row] for row in rows]
     table = Table("", list(columns), cells, data=None, align=["l"] * len(columns), name=name)
-    return '<div class="gb-scroll">' + table.to_html() + "</div>"
+    return f'<div class="gb-scroll{" gb-wrap" if wrap else ""}">' + table.to_html() + "</div>"
+
+
+def _banner(res: StudyResults, phase: str) -> str:
+    """The fairness warnings of the finished trials the tables pool, loudly, at the top."""
+    found = fairness.concerns(res.rows(phase, FINISHED))
+    if not found:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in found)
+    return (f'<div class="gb-banner"><strong>This comparison may be unfair.</strong><ul>{items}</ul>'
+            "Read the tables with these in mind (docs/concepts.md: fair comparisons).</div>")
+
+
+def _glossary_section(res: StudyResults) -> str:
+    entries = glossary(res)
+    if not entries:
+        return "<p>No metric has been evaluated yet (or the records predate metric descriptions).</p>"
+    rows = [[e.metric, ", ".join(e.values), e.description, e.scale or "—",
+             "lower" if e.direction == "min" else "higher",
+             "; ".join(f"{k}={v}" for k, v in sorted(e.protocol.items()))] for e in entries]
+    return _plain_table(["metric", "values", "what it measures", "unit / scale", "better", "protocol"], rows,
+                        "glossary", wrap=True)
 
 
 def _status_section(res: StudyResults) -> str:
@@ -99,7 +124,7 @@ def _protocol_section(res: StudyResults) -> str:
     note = ("<p class=\"gb-notes\">One row per distinct protocol of a metric (the evaluation's sampling seed "
             "varies with the trial seed by design and is left out). A metric with two rows was measured under two "
             "protocols: tables refuse to pool it.</p>")
-    return _plain_table(["metric", "trials", "protocol"], rows, "protocols") + note
+    return _plain_table(["metric", "trials", "protocol"], rows, "protocols", wrap=True) + note
 
 
 def _first_trials_with_grids(res: StudyResults, phase: str, least: int):
@@ -164,10 +189,16 @@ def build_figures(res: StudyResults, metric: Optional[str], phase: str, level: f
     shown = set(rows["cell"])
     colour = plots.colours([c for c in res.cells if c in shown])
     if metric:
-        figs[f"{metric}_band_wall"] = plots.band_figure(series, metric, "wall_s", level, colour)
-        figs[f"{metric}_band_iteration"] = plots.band_figure(series, metric, "iteration", level, colour)
-        figs[f"{metric}_trials_wall"] = plots.metric_figure(series, metric, "wall_s", colour)
-        figs[f"{metric}_trials_iteration"] = plots.metric_figure(series, metric, "iteration", colour)
+        direction = res.direction(metric)
+        y = plots.axis_title(metric, value_scale(res, metric), direction)
+        # compute seconds where the trials recorded them (older records: wall training seconds)
+        clock = "compute_s" if "compute_s" in series and series["compute_s"].notna().any() else "train_s"
+        figs[f"{metric}_band_iteration"] = plots.band_figure(series, metric, "iteration", level, colour, y_title=y)
+        figs[f"{metric}_band_{clock}"] = plots.band_figure(series, metric, clock, level, colour, y_title=y)
+        figs[f"{metric}_best_{clock}"] = plots.band_figure(series, metric, clock, level, colour, best=True,
+                                                           direction=direction, y_title=y)
+        figs[f"{metric}_trials_{clock}"] = plots.metric_figure(series, metric, clock, colour, y_title=y)
+        figs[f"{metric}_trials_wall"] = plots.metric_figure(series, metric, "wall_s", colour, y_title=y)
     figs["losses"] = plots.loss_figure(series, colour=colour)
     ada = plots.augment_figure(series, "ada_p", colour)
     if ada is not None:
@@ -206,7 +237,8 @@ def render_report(res: StudyResults, options: Optional[ReportOptions] = None,
         parts.append(f"<p>{html.escape(description)}</p>")
     study_yaml = res.record.study_text()
     parts.append(f"<details><summary>study file as run</summary><pre>{html.escape(study_yaml)}</pre></details>")
-    toc = ["tables", "plots", "samples", "over-time", "protocols", "trials"]
+    parts.append(_banner(res, phase))
+    toc = ["tables", "plots", "glossary", "samples", "over-time", "protocols", "trials"]
     parts.append("<p>" + " · ".join(f'<a href="#{t}">{t}</a>' for t in toc) + "</p>")
 
     tables = []
@@ -235,6 +267,7 @@ def render_report(res: StudyResults, options: Optional[ReportOptions] = None,
         blocks.append(pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
                                   config={"responsive": True, "displaylogo": False}))
     parts.append(_section("Plots", "plots", "\n".join(blocks) or "<p>No reports written yet.</p>"))
+    parts.append(_section("Metric glossary", "glossary", _glossary_section(res)))
     parts.append(_section("Latest samples", "samples", _samples_section(res, phase)))
     parts.append(_section("Samples over time", "over-time", _timeline_section(res, phase)))
     parts.append(_section("Metric protocols", "protocols", _protocol_section(res)))

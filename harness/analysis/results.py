@@ -176,7 +176,7 @@ def load_study(root) -> StudyResults:
 
 def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
     """One row per report of each trial: study, trial_id, cell, seed, status, iteration,
-    wall_s, train_s, samples_seen, ``metric.<m>`` (evaluations only), ``loss.<name>``,
+    wall_s, train_s, compute_s, samples_seen, ``metric.<m>`` (evaluations only), ``loss.<name>``,
     ``augment.<name>`` (e.g. augment.p of ADA)."""
     import pandas as pd
 
@@ -189,7 +189,8 @@ def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
             row: Dict[str, Any] = {"study": results.name, "trial_id": trial["trial_id"], "cell": trial["cell"],
                                    "seed": trial.get("seed"), "status": trial["status"],
                                    "iteration": report.get("iteration"), "wall_s": report.get("wall_s"),
-                                   "train_s": report.get("train_s"), "samples_seen": report.get("samples_seen")}
+                                   "train_s": report.get("train_s"), "compute_s": report.get("compute_s"),
+                                   "samples_seen": report.get("samples_seen")}
             for group in ("metrics", "losses", "augment"):
                 prefix = {"metrics": "metric", "losses": "loss", "augment": "augment"}[group]
                 for name, value in (report.get(group) or {}).items():

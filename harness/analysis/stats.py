@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -152,20 +152,86 @@ def two_sample(a: Sequence, b: Sequence, test: str = "welch", seed: int = 0) -> 
     raise ValueError(f"test {test!r}: expected one of {', '.join(TESTS)}")
 
 
-def pareto_ranks(quality: Sequence[float], cost: Sequence[float], higher_is_better: bool = False) -> List[Optional[int]]:
-    """Non-dominated sorting on (quality, cost): rank 1 = no other entry is at least as good
-    on both and strictly better on one; rank 2 = dominated only by rank-1 entries; ... Entries
-    with a missing quality or cost get None."""
+COST_MARGIN = 0.05
+
+
+def dominates(qa: float, ca: float, qb: float, cb: float, margin: float = COST_MARGIN) -> bool:
+    """Whether entry a dominates b, quality lower-is-better: a is at least as good and
+    cheaper by more than ``margin`` (a fraction of b's cost), or strictly better and at
+    most ``margin`` dearer. Cost differences within the margin are ties (timing noise)."""
+    return (qa <= qb and ca < cb * (1.0 - margin)) or (qa < qb and ca <= cb * (1.0 + margin))
+
+
+def pareto_ranks(quality: Sequence[float], cost: Sequence[float], higher_is_better: bool = False,
+                 margin: float = COST_MARGIN) -> List[Optional[int]]:
+    """Non-dominated sorting on (quality, cost) under :func:`dominates` with ``margin``:
+    rank 1 = dominated by no other entry; rank 2 = dominated only by rank-1 entries; ...
+    (the relation is acyclic: a cycle would need equal qualities and strictly falling
+    costs all the way round). Entries with a missing quality or cost get None."""
     q = [(-v if higher_is_better else v) if v is not None and math.isfinite(v) else None for v in quality]
     c = [v if v is not None and math.isfinite(v) else None for v in cost]
     live = [i for i in range(len(q)) if q[i] is not None and c[i] is not None]
     ranks: List[Optional[int]] = [None] * len(q)
     rank = 1
     while live:
-        front = [i for i in live if not any(
-            q[j] <= q[i] and c[j] <= c[i] and (q[j] < q[i] or c[j] < c[i]) for j in live if j != i)]
+        front = [i for i in live if not any(dominates(q[j], c[j], q[i], c[i], margin) for j in live if j != i)]
         for i in front:
             ranks[i] = rank
         live = [i for i in live if i not in front]
         rank += 1
     return ranks
+
+
+@dataclass(frozen=True)
+class Band:
+    """Mean over seeds with a confidence interval on a common x grid."""
+    x: np.ndarray      # the grid: every x at which some seed has a value, sorted
+    n: np.ndarray      # seeds whose series covers each x (no extrapolation)
+    mean: np.ndarray   # NaN where n == 0
+    low: np.ndarray    # NaN where n < 2: no interval from one seed
+    high: np.ndarray
+
+
+def best_so_far(values: Sequence[float], higher_is_better: bool = False) -> np.ndarray:
+    """The running best of a series (NaN entries keep the best so far)."""
+    out, best = [], float("nan")
+    for v in values:
+        v = float(v) if v is not None else float("nan")
+        if math.isfinite(v) and (not math.isfinite(best) or (v > best if higher_is_better else v < best)):
+            best = v
+        out.append(best)
+    return np.asarray(out, dtype=np.float64)
+
+
+def band_on_grid(series: Sequence[Tuple[Sequence[float], Sequence[float]]], level: float = 0.95,
+                 step: bool = False) -> Band:
+    """Mean ± ``level`` t-interval over seeds of series measured at different x.
+
+    ``series`` holds one (xs, ys) per seed. The grid is the sorted union of every seed's
+    x; each seed is interpolated onto the grid inside its own x range only (linearly, or
+    holding the last value with ``step`` — right for best-so-far series, which are step
+    functions); at each grid point the seeds that cover it give n, the mean and, where
+    n ≥ 2, the interval."""
+    cleaned = []
+    for xs, ys in series:
+        pairs = sorted((float(x), float(y)) for x, y in zip(xs, ys)
+                       if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y)))
+        if pairs:
+            cleaned.append((np.asarray([p[0] for p in pairs]), np.asarray([p[1] for p in pairs])))
+    grid = np.unique(np.concatenate([xs for xs, _ in cleaned])) if cleaned else np.zeros(0)
+    values = np.full((len(cleaned), len(grid)), np.nan)
+    for i, (xs, ys) in enumerate(cleaned):
+        inside = (grid >= xs[0]) & (grid <= xs[-1])
+        if step:
+            idx = np.searchsorted(xs, grid[inside], side="right") - 1
+            values[i, inside] = ys[idx]
+        else:
+            values[i, inside] = np.interp(grid[inside], xs, ys)
+    n = np.sum(np.isfinite(values), axis=0) if len(cleaned) else np.zeros(0, dtype=int)
+    mean, low, high = (np.full(len(grid), np.nan) for _ in range(3))
+    for j in range(len(grid)):
+        s = summarize(values[:, j], level=level)
+        mean[j] = s.mean
+        if s.n >= 2:
+            low[j], high[j] = s.ci_low, s.ci_high
+    return Band(grid, n, mean, low, high)

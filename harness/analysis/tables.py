@@ -13,7 +13,7 @@ import math
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from harness.analysis import stats
+from harness.analysis import fairness, stats
 from harness.analysis.results import FINISHED, StudyResults, short_value
 from harness.analysis.render import Cell, Table, fmt, fmt_count, interval, mean_std
 from harness.analysis.kinds import table_kind
@@ -113,6 +113,20 @@ def _not_counted(results: StudyResults, phase: str, by: Sequence[str], key: Tupl
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
+def iterations_text(g) -> str:
+    """The iterations the trials of one configuration reached: one number, or min–max."""
+    vals = stats.clean(g["iterations"]) if "iterations" in g else []
+    if not len(vals):
+        return "—"
+    lo, hi = int(min(vals)), int(max(vals))
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def permutation_floor(n: int, m: int) -> float:
+    """The smallest two-sided p an exact permutation test of n vs m values can give."""
+    return min(1.0, 2.0 / math.comb(n + m, n)) if n and m else float("nan")
+
+
 def _best_bold(values: List[float], direction: str) -> Optional[int]:
     finite = [(v, i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if len(finite) < 2:
@@ -146,8 +160,9 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
             s = stats.summarize(g[col] if col in g else [], level=level, method=ci)
             rec.update({f"{col}.n": s.n, f"{col}.mean": s.mean, f"{col}.std": s.std,
                         f"{col}.ci_low": s.ci_low, f"{col}.ci_high": s.ci_high})
-        for col in ([f"best_iter.{primary}", f"best_wall_s.{primary}"] if primary else []) + ["train_s", "wall_s",
-                                                                                               "samples_seen"]:
+        rec["iterations"] = iterations_text(g)
+        for col in ([f"best_iter.{primary}", f"best_wall_s.{primary}"] if primary else []) + [
+                "train_s", "wall_s", "compute_s", "samples_seen", "iterations"]:
             rec[f"{col}.mean"] = stats.summarize(g[col] if col in g else [], level=level, method=ci).mean
         for col in ("peak_rss_mb", "peak_cuda_mb"):
             vals = stats.clean(g[col]) if col in g else []
@@ -155,12 +170,12 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
         records.append(rec)
     data = pd.DataFrame(records)
     pct = f"{level * 100:g}%"
-    columns = [" / ".join(c.replace("config.", "") for c in by), "n"]
+    columns = ["configuration", "n", "iterations"]
     for col in mcols:
         columns += [f"{col} (mean ± std)", f"{col} {pct} CI"]
     if primary:
         columns += [f"iters to best {primary}", f"wall s to best {primary}"]
-    columns += ["train s", "peak RSS MB"]
+    columns += ["compute s", "train s", "peak RSS MB"]
     cuda = bool(len(data)) and data["peak_cuda_mb.max"].notna().any()
     if cuda:
         columns.append("peak CUDA MB")
@@ -168,25 +183,29 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
     table_rows = []
     for i, rec in enumerate(records):
         n_text = str(rec["n"]) + (f" ({rec['diverged']} diverged)" if rec["diverged"] else "")
-        row = [Cell(_label(tuple(rec[b] for b in by))), Cell(n_text)]
+        row = [Cell(_label(tuple(rec[b] for b in by))), Cell(n_text), Cell(rec["iterations"])]
         for col in mcols:
             row += [Cell(mean_std(rec[f"{col}.mean"], rec[f"{col}.std"]), bold=bold[col] == i),
                     Cell(interval(rec[f"{col}.ci_low"], rec[f"{col}.ci_high"]))]
         if primary:
             row += [Cell(fmt_count(rec[f"best_iter.{primary}.mean"])), Cell(fmt(rec[f"best_wall_s.{primary}.mean"]))]
-        row += [Cell(fmt(rec["train_s.mean"])), Cell(fmt(rec["peak_rss_mb.max"]))]
+        row += [Cell(fmt(rec["compute_s.mean"])), Cell(fmt(rec["train_s.mean"])), Cell(fmt(rec["peak_rss_mb.max"]))]
         if cuda:
             row.append(Cell(fmt(rec["peak_cuda_mb.max"])))
         table_rows.append(row)
     notes = [f"{results.name}, {phase} trials; mean ± sample std over seeds; {pct} CI: "
              + ("Student t" if ci == "t" else "percentile bootstrap of the mean") + "; bold = best mean per column; "
-             "iteration/time columns are means over seeds."]
+             "iterations: the range over seeds; time columns are means over seeds (compute s: the compute clock, "
+             "train s: wall seconds of training; evaluation excluded from both)."]
+    if by != ["cell"]:
+        notes.append("configuration = " + " / ".join(c.replace("config.", "") for c in by) + ".")
     if not records:
         notes.append(f"No finished {phase} trials yet.")
     skipped = [f"{_label(tuple(r[b] for b in by))}: {r['not_counted']}" for r in records if r["not_counted"]]
     if skipped:
         notes.append("Not counted (unfinished or failed): " + "; ".join(skipped) + ".")
-    return Table(f"{results.name}: comparison over seeds", columns, table_rows, data, notes, name="comparison")
+    return Table(f"{results.name}: comparison over seeds", columns, table_rows, data, notes, name="comparison",
+                 warnings=fairness.concerns(rows, by[0] if len(by) == 1 else "cell"))
 
 
 # -------------------------------------------------------------------- pairwise table
@@ -221,7 +240,8 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
     records, table_rows = [], []
     for i, (key, g) in enumerate(groups):
         s = stats.summarize(g[col])
-        rec = {"configuration": labels[i], "baseline": i == base_i, "n": s.n, "mean": s.mean, "std": s.std}
+        rec = {"configuration": labels[i], "baseline": i == base_i, "n": s.n, "iterations": iterations_text(g),
+               "mean": s.mean, "std": s.std}
         if i == base_i:
             rec.update(diff=0.0, rel=0.0, p_welch=float("nan"), p_permutation=float("nan"), better=None,
                        significant=None)
@@ -234,25 +254,36 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
                        significant=bool(math.isfinite(p) and p < alpha))
         records.append(rec)
         if i == base_i:
-            cells = [Cell(labels[i] + " (baseline)"), Cell(str(s.n)), Cell(mean_std(s.mean, s.std)), Cell("—"),
-                     Cell("—"), Cell("—"), Cell("—")]
+            cells = [Cell(labels[i] + " (baseline)"), Cell(str(s.n)), Cell(rec["iterations"]),
+                     Cell(mean_std(s.mean, s.std)), Cell("—"), Cell("—"), Cell("—"), Cell("—")]
         else:
             sign = "+" if rec["diff"] > 0 else ""
             mark = " *" if rec["significant"] else ""
-            cells = [Cell(labels[i]), Cell(str(s.n)), Cell(mean_std(s.mean, s.std)),
+            cells = [Cell(labels[i]), Cell(str(s.n)), Cell(rec["iterations"]), Cell(mean_std(s.mean, s.std)),
                      Cell(f"{sign}{fmt(rec['diff'])}" + (" (better)" if rec["better"] else " (worse)" if rec["diff"] else "")),
                      Cell(f"{sign}{fmt(100 * rec['rel'])}%" if math.isfinite(rec["rel"]) else "—"),
                      Cell(fmt(rec["p_welch"]) + (mark if test == "welch" else "")),
                      Cell(fmt(rec["p_permutation"]) + (mark if test == "permutation" else ""))]
         table_rows.append(cells)
-    columns = ["configuration", "n", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)", "p (permutation)"]
+    columns = ["configuration", "n", "iterations", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)",
+               "p (permutation)"]
     better = "lower" if direction == "min" else "higher"
     notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means, "
-             "not corrected for multiple comparisons; "
-             f"* = p < {alpha:g} ({test}). Exact permutation tests have a floor: with n and m seeds the smallest "
-             "possible p is 2/C(n+m, n) (0.1 for 3 vs 3)."]
+             f"not corrected for multiple comparisons; * = p < {alpha:g} ({test}).",
+             "Exact permutation tests have a floor, 2/C(n+m, n): " + _floors(records, base.n, alpha) + "."]
     return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
-                 notes, align=["l"] + ["r"] * 6, name="pairwise")
+                 notes, align=["l"] + ["r"] * 7, name="pairwise", warnings=fairness.concerns(rows, by[0]))
+
+
+def _floors(records: List[Dict[str, Any]], n_base: int, alpha: float) -> str:
+    """The permutation floor of each n vs baseline m actually compared, and what it allows."""
+    pairs = sorted({(r["n"], n_base) for r in records if not r["baseline"] and r["n"]})
+    parts = []
+    for n, m in pairs:
+        floor = permutation_floor(n, m)
+        reach = "can" if floor < alpha else "cannot"
+        parts.append(f"{fmt(floor)} for {n} vs {m} seeds (it {reach} go below {alpha:g})")
+    return "; ".join(parts) or "no comparison yet"
 
 
 # -------------------------------------------------------------------- ablation table
@@ -373,7 +404,7 @@ def ablation_table(results: StudyResults, metric: Optional[str] = None, phase: O
     notes = [f"{results.name}, {phase} trials; ✓ = setting on (the first grid value / first variant is the "
              f"baseline); {col}: mean ± std over seeds, {better} is better, best in bold."]
     return Table(f"{results.name}: ablation ({col})", columns, table_rows, pd.DataFrame(records), notes, align=align,
-                 name="ablation")
+                 name="ablation", warnings=fairness.concerns(rows))
 
 
 # ------------------------------------------------------------------ registered kinds

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
 from harness.cli.common import write_or_print
 from harness.store import StudyRecord
 
@@ -11,7 +13,15 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     table = build_table(args.kind, load_study(args.dir), AnalysisOptions.from_namespace(args))
     write_or_print(table.render(args.format), args.out)
+    warn(table, args)
     return 0
+
+
+def warn(table, args: argparse.Namespace) -> None:
+    """Fairness warnings on stderr too when the rendering carries none (CSV) or goes to a file."""
+    if table.warnings and (args.format == "csv" or args.out):
+        for warning in table.warnings:
+            print(f"ganbench: WARNING: {warning}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -29,6 +39,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     table = leaderboard([load_study(d) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
                         level=args.level)
     write_or_print(table.render(args.format), args.out)
+    warn(table, args)
     return 0
 
 

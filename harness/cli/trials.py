@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.cli.common import add_config, load_trial
+from harness.cli.common import add_config, load_plan, load_trial
+from harness.study.planning import describe_plans
 
 
 def _prepared(args: argparse.Namespace):
@@ -20,7 +21,11 @@ def _prepared(args: argparse.Namespace):
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from harness.build import build_networks, model_info
+    from harness.spec import load_yaml
+    from harness.study import is_study
 
+    if is_study(load_yaml(args.config)):
+        return _describe_study(args)
     spec = load_trial(args)
     G, D = build_networks(spec)
     info = model_info(spec, G, D)
@@ -31,6 +36,27 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print("# ---")
     for key, value in info.items():
         print(f"# {key}: {value:,}" if isinstance(value, int) else f"# {key}: {value}")
+    return 0
+
+
+def _describe_study(args: argparse.Namespace) -> int:
+    """A study file: its plans, budgets and resources (the trials are validated, none run)."""
+    plan = load_plan(args.config, args.set, getattr(args, "preset", None))
+    info = plan.overview()
+    if args.json:
+        info["planned"] = [{"trial_id": p.trial_id, "labels": p.labels, "config": p.spec.to_dict()}
+                           for p in plan.trials]
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:" + ("" if value else " none"))
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        elif value not in (None, ""):
+            print(f"{key}: {value}")
+    if plan.trials:
+        print("planned trials:\n" + describe_plans(plan.trials))
     return 0
 
 
@@ -66,8 +92,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("describe", help="print the resolved config and parameter counts")
+    p = sub.add_parser("describe", help="a trial config: the resolved config and parameter counts; a study file: "
+                                        "its plans, budgets and resources")
     add_config(p)
+    p.add_argument("--preset", help="a study's preset (cpu | gpu | one the study defines)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_describe)
 

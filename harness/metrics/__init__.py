@@ -55,6 +55,7 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     protocol: Dict[str, Any] = {}
     higher: Dict[str, bool] = {}
     environment: Dict[str, Any] = {}
+    info: Dict[str, Any] = {}
     ctx.memo = {}  # fakes are drawn once per evaluation and shared by its metrics
     with full_precision(ctx.device):
         for name in names:
@@ -66,4 +67,6 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
             protocol[name] = {"n_fake": ctx.n_fake, "n_real": int(ctx.real.shape[0]),
                               "reference": ctx.dataset_fingerprint, "seed": ctx.seed, **metric.protocol()}
             environment.update(metric.environment())
-    return {"values": values, "protocol": protocol, "higher_is_better": higher, "environment": environment}
+            info[name] = metric.info(list(result))
+    return {"values": values, "protocol": protocol, "higher_is_better": higher, "environment": environment,
+            "info": info}

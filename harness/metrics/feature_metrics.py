@@ -92,12 +92,19 @@ class _FeatureMetric(Metric):
 
 
 class _Frechet(_FeatureMetric):
+    scale = "squared feature distance"
+    description = ("The Fréchet distance between Gaussians fitted to real and generated features; 0 = the same "
+                   "mean and covariance; biased upward at small n (report the reference set's own floor).")
     def measure(self, real, fake, ctx):
         r, f = GaussianStats.of(real), GaussianStats.of(fake)
         return {self.key: frechet_distance(r.mu, r.sigma, f.mu, f.sigma)}
 
 
 class _KID(_FeatureMetric):
+    scale = "MMD² (_std: over subsets)"
+    description = ("Kernel Inception Distance: unbiased squared MMD between real and generated features with a "
+                   "cubic polynomial kernel, mean over 100 subsets (_std: their std); 0 = the same distribution, "
+                   "unbiased at small n.")
     def measure(self, real, fake, ctx):
         out = kernel_inception_distance(real, fake, seed=ctx.seed)
         self.subset = out["kid_subset_size"]
@@ -109,6 +116,9 @@ class _KID(_FeatureMetric):
 
 
 class _PRDC(_FeatureMetric):
+    scale = "fraction in [0, 1] (density can exceed 1)"
+    description = ("Precision (generated images inside the real manifold, k=3), recall (real images inside the "
+                   "generated manifold), density and coverage (k=5; Naeem et al. 2020) in the feature space.")
     def measure(self, real, fake, ctx):
         out = {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5)}
         return {f"{k}_{self.suffix}": v for k, v in out.items()}
@@ -122,6 +132,7 @@ class _IS(_FeatureMetric):
     head's class probabilities, 10 splits; higher is better."""
     higher_is_better = True
     splits = 10
+    scale = "exp(KL), 1 to the number of classes (_std: over splits)"
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         ext = self._extractor(ctx)

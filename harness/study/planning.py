@@ -229,6 +229,36 @@ class Plan:
             specs.append(self.base)
         return specs
 
+    def overview(self) -> Dict[str, Any]:
+        """What the study runs — the base, budgets, seeds, resources, sources, evaluation
+        and (a grid) every planned trial — as ``ganbench describe STUDY`` prints it."""
+        st, b = self.study, self.base
+        o = b.optimization
+        budget = (st.fixed_budget.describe() if st.fixed_budget is not None else
+                  f"the base's: {o.iteration_limit} iterations" + (f" or {o.time_budget_s:g} s of {o.clock} time"
+                                                                   if o.time_budget_s is not None else ""))
+        r = st.resources
+        out: Dict[str, Any] = {
+            "study": st.name, "kind": "search" if self.is_search else "grid",
+            "description": st.description,
+            "base": f"{b.name}: {b.architecture.name}, {b.loss.name} loss, {b.dataset.name} {b.dataset.resolution} px, "
+                    f"batch {o.batch_size} x accumulation {o.accumulation.d}/{o.accumulation.g}, device {b.device}",
+            "budget (every trial)": budget,
+            "effective batch": f"held at {o.effective_batch_d} (hold_effective_batch)" if st.hold_effective_batch
+                               else "as each trial sets it",
+            "seeds": list(st.seeds),
+            "evaluation": f"{', '.join(b.eval.metrics) or 'no metrics'} on {b.eval.n_samples} samples every "
+                          f"{b.eval.every or 'end of'} iterations",
+            "resources (per trial)": f"{r.cpus:g} CPU(s), {r.gpus:g} GPU(s), {r.threads} thread(s)"
+                                     + (f", at most {r.max_concurrent} at once" if r.max_concurrent else ""),
+            "sources": {name: f"{spec.architecture.name} on {spec.dataset.name} {spec.dataset.resolution} px, "
+                              f"{spec.optimization.iteration_limit} iterations"
+                              + (" (to pretrain)" if name in self.missing_sources else " (in the zoo)")
+                        for name, spec in self.sources.items()},
+            "trials": len(self.trials) if not self.is_search else st.search.n_trials,
+        }
+        return out
+
     def describe(self) -> str:
         """One line for the study (and one per planned trial of a grid)."""
         s = self.study.search
