@@ -130,7 +130,7 @@ def test_comparison_table_means_intervals_and_what_it_does_not_count():
         "1 running, 1 failed"
     assert data.loc["base", "best_iter.fid.mean"] == 200 and data.loc["base", "peak_rss_mb.max"] == 102.0
     md = table.to_markdown()
-    assert "| aug | 2 (1 diverged) | **8.50 ± 0.707** |" in md  # lower FID is better: bold
+    assert "| aug | 2 (1 diverged) | 300 | **8.50 ± 0.707** |" in md  # lower FID is better: bold
     assert "Not counted (unfinished or failed): aug:" in md
 
 
@@ -333,7 +333,9 @@ def test_report_of_a_study_still_running(tiny_study, tmp_path):
     over_time = page[page.index('id="over-time"'):page.index('id="protocols"')]
     assert over_time.count("<img") == 2 * 2 and "iteration 10" in over_time and "iteration 20" in over_time
     for anchor in ('id="comparison"', 'id="ablation"', 'id="pairwise"', 'id="leaderboard"', 'id="protocols"',
-                   'id="fig-swd_band_wall"', 'id="fig-swd_trials_wall"', 'id="fig-losses"', 'id="fig-ada_p"',
+                   'id="fig-swd_band_iteration"', 'id="fig-swd_band_compute_s"', 'id="fig-swd_best_compute_s"',
+                   'id="fig-swd_trials_compute_s"', 'id="fig-swd_trials_wall"', 'id="fig-losses"', 'id="fig-ada_p"',
+                   'id="glossary"', r'"swd \u00d710\u00b3, lower is better"',
                    "data:image/png;base64,", "cdn.plot.ly/plotly-", "still running or pending"):
         assert anchor in page, anchor
     assert len(page) < 2_000_000  # CDN: plotly.js not inlined
@@ -393,8 +395,8 @@ def test_report_renders_in_headless_chromium(tiny_study, tmp_path):
     lines = []
     out = write_report(tiny_study, out=tmp_path / "report.html", png=True, notice=lines.append)
     pngs = sorted(p.name for p in (tmp_path / "report_files").glob("*.png"))
-    assert pngs == ["ada_p.png", "losses.png", "swd_band_iteration.png", "swd_band_wall.png",
-                    "swd_trials_iteration.png", "swd_trials_wall.png"]
+    assert pngs == ["ada_p.png", "losses.png", "swd_band_compute_s.png", "swd_band_iteration.png",
+                    "swd_best_compute_s.png", "swd_trials_compute_s.png", "swd_trials_wall.png"]
     assert all((tmp_path / "report_files" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1400,3000"]
@@ -402,9 +404,9 @@ def test_report_renders_in_headless_chromium(tiny_study, tmp_path):
     dom = run.stdout
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
-    for table in ("comparison", "ablation", "pairwise", "leaderboard", "protocols", "status-counts"):
+    for table in ("comparison", "ablation", "pairwise", "leaderboard", "glossary", "protocols", "status-counts"):
         assert f'<table class="gb-table" id="{table}">' in dom, table
-    assert dom.count('class="main-svg"') >= 6  # every figure drawn
+    assert dom.count('class="main-svg"') >= 7  # every figure drawn
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000

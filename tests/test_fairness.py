@@ -98,7 +98,7 @@ def test_leaderboard_ties_noise_and_ranks_a_fixed_budget_by_quality():
     assert dict(zip(table.data["configuration"], table.data["pareto_rank"])) == {"best": 1, "worst": 2}
     assert "5% margin" in table.to_markdown() and "compute s" in table.columns
     fixed = fake_results({"worst": [("completed", 140.0)] * 2, "best": [("completed", 84.0)] * 2}, extra=extra,
-                         study={"name": "s", "fixed_budget": {"samples": 25600}})
+                         study={"name": "s", "fixed_budget": {"samples": 25600, "seconds": None, "clock": "compute"}})
     table = leaderboard([fixed], metric="fid")
     assert table.data["pareto_rank"].isna().all() and list(table.data["configuration"]) == ["best", "worst"]
     assert "fixed budget (samples 25600): the budget is the cost" in table.to_markdown()

@@ -106,7 +106,8 @@ def _common_budget(studies: Sequence[StudyResults]) -> Optional[Dict[str, Any]]:
 
 def _rule(budget: Optional[Dict[str, Any]], cost: str) -> str:
     if budget is not None:
-        spent = ", ".join(f"{k} {v}" for k, v in sorted(budget.items()))
+        shown = {k: v for k, v in budget.items() if v is not None and not (k == "clock" and budget.get("seconds") is None)}
+        spent = ", ".join(f"{k} {v}" for k, v in sorted(shown.items()))
         return (f"Rank rule: every row ran under the same fixed budget ({spent}): the budget is the cost, so rows "
                 "are ranked by quality alone (no Pareto rank).")
     what = "compute s" if cost == "compute_s" else "train s (no compute clock recorded)"
