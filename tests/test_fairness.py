@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import fairness, plots, stats
-from tests.test_analysis import fake_results
+from tests.test_analysis import fake_results, tiny_study  # noqa: F401 (a fixture)
 
 
 # ---------------------------------------------------------------------------- curves
@@ -171,3 +171,22 @@ def test_every_table_calls_its_first_column_configuration():
                   ablation_table(res, metric="best.fid")):
         assert table.columns[0] == "configuration", table.name
     assert json.loads(json.dumps(fairness.concerns(res.frame))) == []
+
+
+def test_the_runner_and_the_cli_say_when_trials_were_evaluated_too_rarely(tiny_study, capsys):
+    """The tiny study's trials train 20 iterations, evaluated at 10 and 20: two points each."""
+    from harness.cli import main
+    from harness.runner import StudyRunner
+    from harness.store import StudyRecord
+    from harness.study import parse_study
+
+    study = parse_study(StudyRecord(tiny_study).read_study())
+    lines = []
+    runner = StudyRunner(study, tiny_study.parent, out=lines.append)
+    found = runner.fairness_warnings()   # (a load warning too, when this machine is busy now)
+    assert "3 trial(s) were evaluated fewer than 3 times (2:" in found[0]
+    assert main(["table", str(tiny_study), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "ganbench: WARNING: 3 trial(s) were evaluated fewer than 3 times" in err
+    assert main(["table", str(tiny_study)]) == 0
+    assert "**WARNING:** 3 trial(s) were evaluated fewer than 3 times" in capsys.readouterr().out
