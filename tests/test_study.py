@@ -568,3 +568,26 @@ def test_an_abandoned_search_trial_is_ended_not_left_running(tmp_path):
     assert ostudy.trials[number].state == optuna.trial.TrialState.FAIL
     status = record.status()
     assert status["status"] == "stopped" and status["error"].startswith("abandoned: the driver was killed")
+
+
+def test_describe_a_study_file_says_its_plans_budgets_and_resources(tmp_path, capsys):
+    import yaml
+
+    from harness.cli import main
+
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump(grid_study(fixed_budget={"samples": 640}, hold_effective_batch=True,
+                                              resources={"cpus": 2})))
+    assert main(["describe", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "study: abl\nkind: grid\n" in out
+    assert "budget (every trial): 640 samples" in out
+    assert "effective batch: held at 16 (hold_effective_batch)" in out
+    assert "resources (per trial): 2 CPU(s), 0 GPU(s), 2 thread(s)" in out
+    assert "seeds: [0, 1]" in out and "trials: 8" in out
+    assert "c000-s0: augment.policy=none, regularizers=[], seed=0 (batch 8 x acc 2/2, 640 samples = 40 it)" in out
+    assert main(["describe", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert len(info["planned"]) == 8 and info["planned"][0]["config"]["optimization"]["samples"] == 640
+    # a samples budget alone sets each trial's iterations (schedules read them)
+    assert info["planned"][0]["config"]["optimization"]["iterations"] == 40
