@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the quickstart study: build the emoji datasets, pretrain the transfer source once,
-## run 6 trials (scratch / finetune / minegan x 2 seeds, 60 s each) on an embedded Ray,
+## run 8 trials (scratch / finetune x 4 seeds, 25,600 samples each) on an embedded Ray,
 ## print the comparison against scratch and write the HTML report. Rerun: resumes.
 demo: $(STAMP)
 	@if [ -f $(RESULTS)/quickstart/study.yaml ]; then resume=--resume; else resume=; fi; \
