@@ -53,6 +53,22 @@ def series(record_dir):
     return [json.loads(line) for line in (record_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_embedded_ray_runs_trials_level_with_other_work(ray_local, monkeypatch):
+    """Ray's default worker niceness (15) lets any ordinary process take ~97 % of a core
+    from a trial; the embedded Ray runs its workers at 0 unless RAY_worker_niceness is set."""
+    import ray
+
+    from harness.runner import embedded_system_config
+
+    @ray.remote
+    def niceness():
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == os.nice(0) == 0
+    monkeypatch.setenv("RAY_worker_niceness", "10")
+    assert embedded_system_config() == {}
+
+
 def test_grid_of_four_trials_completes(ray_local, tmp_path):
     from harness.runner import run_study
     from harness.trial import run_trial

@@ -20,7 +20,6 @@ Chrome/Chromium it reports one line and writes nothing — never an exception.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
