@@ -190,3 +190,13 @@ def test_the_runner_and_the_cli_say_when_trials_were_evaluated_too_rarely(tiny_s
     assert "ganbench: WARNING: 3 trial(s) were evaluated fewer than 3 times" in err
     assert main(["table", str(tiny_study)]) == 0
     assert "**WARNING:** 3 trial(s) were evaluated fewer than 3 times" in capsys.readouterr().out
+
+
+def test_the_report_says_the_warnings_once_in_a_banner(tiny_study, tmp_path):
+    from harness.analysis.report import write_report
+
+    page = write_report(tiny_study, out=tmp_path / "r.html", png=False, notice=lambda s: None,
+                        plotlyjs="cdn").read_text()
+    banner = page[page.index('class="gb-banner"'):page.index('id="tables"')]
+    assert "This comparison may be unfair." in banner and "evaluated fewer than 3 times" in banner
+    assert page.count("evaluated fewer than 3 times") == 1

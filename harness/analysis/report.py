@@ -58,7 +58,9 @@ def _warn(text: str) -> str:
 
 def _table_html(build: Callable[[], Any]) -> str:
     try:
-        return '<div class="gb-scroll">' + build().to_html() + "</div>"
+        table = build()
+        table.warnings = []  # the report says them once, in the banner at the top
+        return '<div class="gb-scroll">' + table.to_html() + "</div>"
     except ConfigError as err:
         return _warn(f"Table not shown: {err}")
 
