@@ -1,12 +1,16 @@
 """A compute-seconds budget measures the trial, not the machine (issue: comparisons a busy
 machine cannot fool).
 
-The same trial (32 px DCGAN on the procedural shapes, one thread) runs four times in one
-pytest run: with a compute budget and with a wall budget, each once alone and once with
-busy-loop processes occupying every core beside it. Target: under the compute clock the
-iterations reached agree within 10 %; the wall-clock budget, in the same run, loses far
-more (the busy loops take about half of what the trial had). Not part of `make test`: it
-loads the machine on purpose. Ratios only, measured side by side.
+The same trial (32 px DCGAN on the procedural shapes, one thread) runs with a compute
+budget and with a wall budget, each alone and with busy-loop processes occupying every
+core beside it — interleaved over three rounds, because this shared VM alone varies by
+~10 % between two identical runs seconds apart (measured: 61.5 to 69.7 ms of CPU per
+iteration idle). Target: under the compute clock the median iterations reached agree
+within 10 %; the wall-clock budget, in the same run, loses far more (the busy loops take
+about half of what the trial had). The compute clock is not perfectly blind to the
+neighbours: they share caches (and, on SMT siblings, execution units), which raised the
+CPU time per iteration by 3-9 % here. Not part of `make test`: it loads the machine on
+purpose. Ratios only, measured side by side.
 """
 import json
 import os
@@ -16,7 +20,8 @@ from contextlib import contextmanager
 
 import pytest
 
-BUDGET_S = 15.0
+BUDGET_S = 10.0
+ROUNDS = 3
 SCRIPT = r"""
 import json, sys, tempfile
 from harness.trial import run_trial
@@ -54,17 +59,25 @@ def run(clock: str) -> dict:
 
 
 def test_compute_budget_survives_a_busy_machine(benchmark):
+    import statistics
+
     cores = os.cpu_count() or 1
-    results = {}
-    results["compute, alone"] = run("compute")
-    results["wall, alone"] = run("wall")
-    with busy_cores(cores):
-        results["compute, busy"] = benchmark.pedantic(run, args=("compute",), rounds=1, iterations=1)
-        results["wall, busy"] = run("wall")
-    compute_ratio = results["compute, busy"]["iterations"] / results["compute, alone"]["iterations"]
-    wall_ratio = results["wall, busy"]["iterations"] / results["wall, alone"]["iterations"]
-    benchmark.extra_info.update({"runs": results, "busy_processes": cores, "compute_ratio": compute_ratio,
-                                 "wall_ratio": wall_ratio})
+    runs = {key: [] for key in ("compute, alone", "wall, alone", "compute, busy", "wall, busy")}
+    for round_ in range(ROUNDS):
+        runs["compute, alone"].append(run("compute"))
+        runs["wall, alone"].append(run("wall"))
+        with busy_cores(cores):
+            if round_ == 0:
+                runs["compute, busy"].append(benchmark.pedantic(run, args=("compute",), rounds=1, iterations=1))
+            else:
+                runs["compute, busy"].append(run("compute"))
+            runs["wall, busy"].append(run("wall"))
+    median = {key: statistics.median(r["iterations"] for r in rs) for key, rs in runs.items()}
+    compute_ratio = median["compute, busy"] / median["compute, alone"]
+    wall_ratio = median["wall, busy"] / median["wall, alone"]
+    benchmark.extra_info.update({"iterations": {k: [r["iterations"] for r in rs] for k, rs in runs.items()},
+                                 "median_iterations": median, "busy_processes": cores,
+                                 "compute_ratio": compute_ratio, "wall_ratio": wall_ratio})
     print(json.dumps(benchmark.extra_info, indent=1))
-    assert abs(compute_ratio - 1.0) <= 0.10, results
-    assert wall_ratio < 0.8, results
+    assert abs(compute_ratio - 1.0) <= 0.10, median
+    assert wall_ratio < 0.8, median
