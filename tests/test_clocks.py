@@ -88,13 +88,17 @@ def test_a_starved_trial_gets_the_same_compute_not_the_same_wall(tiny, tmp_path,
     _slow_steps(monkeypatch, 0.02)
     starved = run_trial(config, tmp_path / "starved")
     assert free.status == starved.status == "completed"
-    ratio = starved.iteration / free.iteration
+    # waiting 0.02 s a step, a trial can take at most 0.6 / 0.02 + 1 steps of 0.6 wall seconds
+    waited_out = int(0.6 / 0.02) + 1
     if clock == "compute":
-        assert 0.6 < ratio < 1.6, (free.iteration, starved.iteration)
+        assert 0.6 < starved.iteration / free.iteration < 1.6, (free.iteration, starved.iteration)
+        assert starved.iteration > 2 * waited_out, starved.iteration   # the waiting was not charged
         assert starved.last_report["compute_s"] >= 0.6
         assert starved.last_report["train_s"] > 2 * starved.last_report["compute_s"]
     else:
-        assert ratio < 0.5, (free.iteration, starved.iteration)
+        # (not compared with the free run: under a wall clock that one depends on this
+        # machine's load as well — which is the point)
+        assert starved.iteration <= waited_out, starved.iteration
         assert 0.6 <= starved.last_report["train_s"] < 1.0
     status = json.loads((tmp_path / "starved" / "status.json").read_text())
     assert status["budget"] == "seconds"
