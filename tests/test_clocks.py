@@ -85,11 +85,11 @@ def test_a_starved_trial_gets_the_same_compute_not_the_same_wall(tiny, tmp_path,
     config = tiny(**{"optimization.iterations": 10000, "optimization.time_budget_s": 0.6,
                      "optimization.clock": clock, "eval.every": 0, "sample_every": 0, "checkpoint_every": 10000})
     free = run_trial(config, tmp_path / "free")
-    _slow_steps(monkeypatch, 0.02)
+    _slow_steps(monkeypatch, 0.05)
     starved = run_trial(config, tmp_path / "starved")
     assert free.status == starved.status == "completed"
-    # waiting 0.02 s a step, a trial can take at most 0.6 / 0.02 + 1 steps of 0.6 wall seconds
-    waited_out = int(0.6 / 0.02) + 1
+    # waiting 0.05 s a step, a trial can take at most 0.6 / 0.05 + 1 steps of 0.6 wall seconds
+    waited_out = int(0.6 / 0.05) + 1
     if clock == "compute":
         assert 0.6 < starved.iteration / free.iteration < 1.6, (free.iteration, starved.iteration)
         assert starved.iteration > 2 * waited_out, starved.iteration   # the waiting was not charged
