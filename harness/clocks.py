@@ -27,15 +27,8 @@ CLOCKS = ("compute", "wall")
 COMPUTE_DEVICES = ("cpu", "cuda")
 
 
-def compute_kind(device_type: str) -> Optional[str]:
-    """What the compute clock measures on ``device_type`` ('cpu', 'cuda', ...), or None."""
-    return {"cpu": "process_cpu_time", "cuda": "cuda_events"}.get(device_type)
-
-
 class ComputeClock:
     """Seconds of training compute, summed over the steps between begin() and end()."""
-
-    kind = "process_cpu_time"
 
     def __init__(self, seconds: float = 0.0):
         self.seconds = float(seconds)
@@ -53,8 +46,6 @@ class ComputeClock:
 class CudaEventClock(ComputeClock):
     """GPU time of the training steps on one CUDA device, from CUDA events. end() waits
     for the step's kernels (the trial's loss check synchronises every step anyway)."""
-
-    kind = "cuda_events"
 
     def __init__(self, device: Any, seconds: float = 0.0):
         import torch

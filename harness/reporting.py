@@ -161,17 +161,15 @@ def progress_lines(label: str, total: int, out: Callable[[str], None] = print,
     t0 = time.monotonic()
     last: List[float] = [-float("inf")]
     first: List[int] = []  # the first reported iteration (a resumed run starts late)
-    t0_first: List[float] = []
 
     def callback(row: Dict[str, Any], trial: Any) -> None:
         now, it = time.monotonic(), int(row.get("iteration", 0))
         if not first:
             first.append(it)
-            t0_first.append(now)
         if now - last[0] < every_s and it < total and "metrics" not in row:
             return
         last[0] = now
-        rate = (it - first[0]) / (now - t0_first[0]) if now > t0_first[0] and it > first[0] else 0.0
+        rate = (it - first[0]) / (now - t0) if it > first[0] else 0.0
         eta = f"{(total - it) / rate:.0f} s" if rate else "?"
         metrics = " ".join(f"{k} {v:.4g}" for k, v in (row.get("metrics") or {}).items())
         out(f"  {label}: iteration {it}/{total} ({100 * it / max(total, 1):.0f}%), "

@@ -122,6 +122,11 @@ def iterations_text(g) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
+def _concerns(rows, by: Sequence[str]) -> List[str]:
+    """The fairness warnings of ``rows`` grouped by ``by`` (one column names a configuration)."""
+    return fairness.concerns(rows, by[0] if len(by) == 1 else "cell")
+
+
 def permutation_floor(n: int, m: int) -> float:
     """The smallest two-sided p an exact permutation test of n vs m values can give."""
     return min(1.0, 2.0 / math.comb(n + m, n)) if n and m else float("nan")
@@ -205,7 +210,7 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
     if skipped:
         notes.append("Not counted (unfinished or failed): " + "; ".join(skipped) + ".")
     return Table(f"{results.name}: comparison over seeds", columns, table_rows, data, notes, name="comparison",
-                 warnings=fairness.concerns(rows, by[0] if len(by) == 1 else "cell"))
+                 warnings=_concerns(rows, by))
 
 
 # -------------------------------------------------------------------- pairwise table
@@ -272,7 +277,7 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
              f"not corrected for multiple comparisons; * = p < {alpha:g} ({test}).",
              "Exact permutation tests have a floor, 2/C(n+m, n): " + _floors(records, base.n, alpha) + "."]
     return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
-                 notes, align=["l"] + ["r"] * 7, name="pairwise", warnings=fairness.concerns(rows, by[0]))
+                 notes, align=["l"] + ["r"] * 7, name="pairwise", warnings=_concerns(rows, by))
 
 
 def _floors(records: List[Dict[str, Any]], n_base: int, alpha: float) -> str:
