@@ -262,23 +262,42 @@ class EvalContext:
     memo: Dict[Any, Any] = field(default_factory=dict)  # per-evaluation memo (fake features)
     # Feature network backend: auto | torch | onnxruntime (None: $GANBENCH_EVAL_BACKEND, else auto).
     feature_backend: Optional[str] = None
+    # The latent truncation the fakes were drawn with (None: none; part of every protocol).
+    truncation: Optional[float] = None
+    # Metric options by metric name (eval.metric_options), validated by the metric registry.
+    options: Dict[str, Any] = field(default_factory=dict)
+    # What metrics leave for the record beside their numbers (images of the closest
+    # generated/training pairs), by name; filled per evaluation.
+    artifacts: Dict[str, Any] = field(default_factory=dict)
 
 
 class Metric:
     """A quality measure of a generator against a real set; lower or higher is better."""
 
     higher_is_better: bool = False
+    key: str = ""  # the value key of a metric that reports one number (others override keys())
     # For the report's glossary (travels with every evaluation row, so analysis needs no
     # metric registry): what the number measures, and its unit or scale.
     description: str = ""
     scale: str = ""
 
     def __init__(self, params: Any = None):
-        self.params = params
+        self.params = params  # the metric's options (eval.metric_options.<name>), if it has any
 
     @classmethod
     def prepare(cls, device: torch.device) -> None:
         """Load and verify what the metric needs (weights) before a trial trains."""
+
+    def keys(self) -> Dict[str, bool]:
+        """Every value key ``compute`` reports, with its direction (True: higher is
+        better). Declared, so a study's search objective is checked against the keys a
+        metric reports, and every row carries each key's direction and metric."""
+        return {self.key: bool(self.higher_is_better)}
+
+    def minimum_sizes(self) -> Dict[str, Any]:
+        """The fewest images the metric's options need: ``{"n_fake": (count, why),
+        "n_real": (count, why)}``; checked before anything is computed."""
+        return {"n_fake": (1, "one image"), "n_real": (1, "one image")}
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         raise NotImplementedError

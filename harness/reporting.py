@@ -93,9 +93,11 @@ class Reporter:
     def evaluate(self, real: Any, real_fingerprint: str) -> Dict[str, Any]:
         if not self.spec.eval.metrics:
             return {"values": {}, "protocol": {}, "higher_is_better": {}}
-        ctx = EvalContext(real=real, generate=self.generate, n_fake=self.spec.eval.n_samples, device=self.device,
-                          seed=self.spec.seed, dataset_fingerprint=real_fingerprint, cache=self.metric_cache)
-        return evaluate(self.spec.eval.metrics, ctx)
+        e = self.spec.eval
+        ctx = EvalContext(real=real, generate=self.generate, n_fake=e.n_samples, device=self.device,
+                          seed=self.spec.seed, dataset_fingerprint=real_fingerprint, cache=self.metric_cache,
+                          truncation=e.truncation, options=dict(e.metric_options))
+        return evaluate(e.metrics, ctx)
 
     @torch.no_grad()
     def save_samples(self, iteration: int) -> Path:
@@ -108,6 +110,19 @@ class Reporter:
             mask = vutils.make_grid(images[:, 3:4].expand(-1, 3, -1, -1), nrow=nrow, padding=1)
             grid = torch.cat([grid, mask], dim=1)
         path = self.record.sample_path(iteration)
+        tmp = path.with_name("." + path.name + ".tmp.png")
+        vutils.save_image(grid, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def save_pairs(self, iteration: int, name: str, pairs: Dict[str, Any]) -> Path:
+        """The closest generated/training pairs of a memorisation metric as one PNG: the
+        generated images in the top row, each one's nearest training image below it."""
+        import torchvision.utils as vutils
+
+        images = torch.cat([pairs["fake"], pairs["real"]]).add(1).div(2).clamp(0, 1)
+        grid = vutils.make_grid(images, nrow=max(1, pairs["fake"].shape[0]), padding=1)
+        path = self.record.pairs_path(iteration, name.split(".", 1)[1])
         tmp = path.with_name("." + path.name + ".tmp.png")
         vutils.save_image(grid, str(tmp))
         os.replace(tmp, path)
@@ -126,7 +141,12 @@ class Reporter:
             row["eval_environment"] = evaluation.get("environment", {})
             # each value's direction travels with it, so analysis needs no metric registry
             row["higher_is_better"] = dict(evaluation["higher_is_better"])
+            row["metric_of"] = dict(evaluation.get("metric_of") or {})
             row["metric_info"] = dict(evaluation.get("info") or {})
+            pairs = {name: str(self.save_pairs(row["iteration"], name, art).name)
+                     for name, art in (evaluation.get("artifacts") or {}).items() if name.startswith("nearest_pairs.")}
+            if pairs:
+                row["nearest_pairs"] = pairs
             row["best"] = dict(best)
         self.record.append_report(row)
         self.last_report = row

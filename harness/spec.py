@@ -204,6 +204,9 @@ class EvalSpec:
     batch_size: int = field(default=100, metadata={"min": 1})
     # Truncation of the latent at evaluation/sampling time (null = none; BigGAN's trick).
     truncation: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    # Options of the listed metrics by name, e.g. {kid_effnet: {subset_size: 50},
+    # prdc_effnet: {k_precision_recall: 5}} (docs/metrics.md); recorded in their protocol.
+    metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,6 +283,20 @@ class TrialSpec:
             _check_variant(self, registry.REGULARIZERS, reg.name, reg.kwargs, f"{rpath}.name", f"{rpath}.kwargs", p)
         if len(set(self.eval.metrics)) != len(self.eval.metrics):
             raise ConfigError(f"{p}eval.metrics", self.eval.metrics, "each metric at most once")
+        self._check_metric_options(p)
+
+    def _check_metric_options(self, p: str) -> None:
+        from harness.metrics import check_sizes, value_keys
+
+        for name, options in self.eval.metric_options.items():
+            if name not in self.eval.metrics:
+                raise ConfigError(f"{p}eval.metric_options", name,
+                                  "options of a metric in eval.metrics (" + (", ".join(self.eval.metrics) or "none")
+                                  + ")")
+            registry.METRICS.validate_kwargs(name, options, f"{p}eval.metric_options.{name}")
+        value_keys(self.eval.metrics, self.eval.metric_options)
+        check_sizes(self.eval.metrics, self.eval.n_samples, None, self.eval.metric_options,
+                    fake_path=f"{p}eval.n_samples")
 
     # -- conversions -------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

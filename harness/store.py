@@ -6,7 +6,8 @@ One directory per trial; these names are a contract other tools read::
     env.json        package versions, device, threads, dataset fingerprint, ...
     metrics.jsonl   append-only, one JSON object per report; readable while running
     status.json     running | completed | diverged | failed | stopped (+ error, last iteration)
-    samples/        sample grids of the fixed evaluation noise
+    samples/        sample grids of the fixed evaluation noise; nearest-<space>-*.png: the
+                    closest generated/training pairs of a memorisation check
     checkpoints/    see harness.checkpoint
 
 Whole files are replaced atomically (temp file in the same directory, fsync, rename),
@@ -148,6 +149,14 @@ class TrialRecord:
     def sample_grids(self) -> List[Path]:
         """The sample grid PNGs, oldest first."""
         return sorted(self.samples_dir.glob("samples-*.png"))
+
+    def pairs_path(self, iteration: int, space: str) -> Path:
+        """The closest generated/training pairs of a memorisation check in feature ``space``."""
+        return self.samples_dir / f"nearest-{space}-{iteration:08d}.png"
+
+    def pair_grids(self, space: str) -> List[Path]:
+        """The closest-pairs PNGs of feature ``space``, oldest first."""
+        return sorted(self.samples_dir.glob(f"nearest-{space}-*.png"))
 
     def create(self) -> None:
         self.samples_dir.mkdir(parents=True, exist_ok=True)

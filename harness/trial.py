@@ -30,7 +30,7 @@ from harness import performance
 from harness.clocks import compute_clock
 from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
-from harness.metrics import prepare as prepare_metrics
+from harness.metrics import check_sizes as check_metric_sizes, prepare as prepare_metrics
 from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, host_load, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
@@ -95,6 +95,9 @@ class Trial:
         built = build_models(spec, self.device)
         self.models, self.transfer = built.models, built.transfer
         self.performance = performance.apply(spec.performance, self.models, self._probe_step)
+        # a metric whose options need more real images than the dataset has fails now, not at the first evaluation
+        check_metric_sizes(spec.eval.metrics, spec.eval.n_samples, int(self.data.rgb.shape[0]),
+                           spec.eval.metric_options, real_path=f"dataset {spec.dataset.name}")
         prepare_metrics(spec.eval.metrics, self.device)
         self.sampler = Sampler(spec.seed)
         self.reporter = Reporter(spec, self.record, self.models.G, self.models.G_ema, self.device, self.callbacks)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any, Dict, List
 
 from harness.errors import ConfigError
 
@@ -108,6 +110,21 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_options(pairs: List[str]) -> Dict[str, Dict[str, Any]]:
+    """``--option kid_effnet.subset_size=50`` (repeatable) -> {kid_effnet: {subset_size: 50}};
+    values are YAML scalars; the registry validates them."""
+    import yaml
+
+    options: Dict[str, Dict[str, Any]] = {}
+    for i, pair in enumerate(pairs):
+        target, sep, value = pair.partition("=")
+        metric, dot, option = target.partition(".")
+        if not (sep and dot and metric and option):
+            raise ConfigError(f"--option[{i}]", pair, "METRIC.OPTION=VALUE, e.g. kid_effnet.subset_size=50")
+        options.setdefault(metric, {})[option] = yaml.safe_load(value)
+    return options
+
+
 def cmd_metric(args: argparse.Namespace) -> int:
     from harness.metrics.standalone import measure
     from harness.prepare import prepare_dataset
@@ -118,18 +135,35 @@ def cmd_metric(args: argparse.Namespace) -> int:
         METRICS.get(name, f"--metrics[{i}]")
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads", args.threads, "an integer >= 1")
+    if args.split == (args.fake is not None):
+        raise ConfigError("--fake", args.fake, "either --fake SOURCE or --split (the real-vs-real floor), not both"
+                          if args.split else "a dataset, trial directory or checkpoint (or --split for the floor)")
+    if args.splits < 1:
+        raise ConfigError("--splits", args.splits, "an integer >= 1")
+    options = _metric_options(args.option)
+    for name, opts in options.items():
+        if name not in names:
+            raise ConfigError("--option", name, "options of a metric given in --metrics (" + ", ".join(names) + ")")
+        METRICS.validate_kwargs(name, opts, f"--option {name}")
     for name in (args.real, args.fake):  # a built-in dataset named here is built first, like a trial's
-        if not Path(name).exists():
+        if name is not None and not Path(name).exists():
             prepare_dataset(name, args.resolution)
     result = measure(args.real, args.fake, names, n=args.n, resolution=args.resolution, device=args.device,
-                     seed=args.seed, threads=args.threads, backend=args.backend)
+                     seed=args.seed, threads=args.threads, backend=args.backend, split=args.split,
+                     splits=args.splits, options=options, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    print(f"real: {args.real} ({result['real']['n']} images, {result['real']['resolution']} px); "
-          f"fake: {args.fake} ({result['fake']['n']} images)")
-    for key, value in result["values"].items():
-        print(f"  {key:20} {value:.6g}")
+    if args.split:
+        print(f"real-vs-real floor of {args.real} ({result['real']['n']} images, {result['real']['resolution']} px):"
+              f" {result['splits']} random splits into halves, n = {result['n']} against {result['real']['n'] // 2}")
+        for key, f in result["floor"].items():
+            print(f"  {key:22} {f['mean']:.6g} ± {f['std']:.3g}  (splits: {', '.join(f'{v:.4g}' for v in f['values'])})")
+    else:
+        print(f"real: {args.real} ({result['real']['n']} images, {result['real']['resolution']} px); "
+              f"fake: {args.fake} ({result['fake']['n']} images)")
+        for key, value in result["values"].items():
+            print(f"  {key:22} {value:.6g}")
     for name, proto in result["protocol"].items():
         print(f"  # {name}: " + ", ".join(f"{k}={v}" for k, v in proto.items()))
     for name, env in result.get("environment", {}).items():
@@ -164,9 +198,17 @@ def register(sub) -> None:
 
     p = sub.add_parser("metric", help="evaluate a generator or dataset against a dataset")
     p.add_argument("--real", required=True, help="reference dataset: a name or an .hdf5 path")
-    p.add_argument("--fake", required=True, help="a dataset name/.hdf5 path, a trial directory or a ckpt-*.pt file")
+    p.add_argument("--fake", default=None,
+                   help="a dataset name/.hdf5 path (a random --n of its images), a trial directory or a ckpt-*.pt "
+                        "file")
+    p.add_argument("--split", action="store_true",
+                   help="no --fake: the real-vs-real floor (random halves of --real against each other)")
+    p.add_argument("--splits", type=int, default=5, help="random splits averaged by --split (default 5)")
     p.add_argument("--metrics", default="fd_effnet,kid_effnet", help="comma-separated metric names")
-    p.add_argument("--n", type=int, default=None, help="generated images (default: the trial's eval.n_samples)")
+    p.add_argument("--option", action="append", default=[], metavar="METRIC.OPTION=VALUE",
+                   help="a metric option, e.g. kid_effnet.subset_size=50 (repeatable; docs/metrics.md)")
+    p.add_argument("--n", type=int, default=None,
+                   help="generated images (default: the trial's eval.n_samples; with --split: half the set)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)

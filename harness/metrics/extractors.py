@@ -11,7 +11,9 @@
   weights: ``$GANBENCH_INCEPTION_WEIGHTS``, else the torch hub cache, else a download
   when online. Pipelines named after the libraries whose numbers they reproduce:
   ``legacy_pytorch`` (pytorch-fid: bilinear resize to 299 in PyTorch, 2x - 1) and
-  ``tf_compat`` (torch-fidelity: TensorFlow-1.x-exact bilinear resize, (x - 128) / 128).
+  ``tf_compat`` (torch-fidelity: TensorFlow-1.x-exact bilinear resize, (x - 128) / 128)
+  and ``clean`` (clean-fid: PIL bicubic resize with antialiasing on float32 channels,
+  clipped to [0, 255], (x - 128) / 128).
 
 Weights are verified (size and SHA-256) BEFORE they are deserialised, and loaded with
 ``torch.load(weights_only=True)``. Images enter every pipeline quantised to uint8, as
@@ -327,6 +329,21 @@ def tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     return left + (right - left) * w_w.to(dev)[None, None, None, :]
 
 
+def pil_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
+    """clean-fid's ``clean`` resize: each uint8 channel as a float32 PIL image ('F'),
+    bicubic with PIL's antialiasing filter support, clipped to [0, 255]; float32 on the
+    images' device (PIL computes on the CPU)."""
+    from PIL import Image
+
+    planes = images.to("cpu", torch.float32).numpy()
+    out = np.empty((planes.shape[0], planes.shape[1], size, size), dtype=np.float32)
+    for i, image in enumerate(planes):
+        for c, plane in enumerate(image):
+            resized = Image.fromarray(plane, mode="F").resize((size, size), resample=Image.BICUBIC)
+            out[i, c] = np.asarray(resized).clip(0, 255)
+    return torch.from_numpy(out).to(images.device)
+
+
 class _Pool3Features(nn.Module):
     """The FID Inception network from its first convolution to pool3 (2,048-d)."""
 
@@ -347,7 +364,7 @@ class _Pool3Features(nn.Module):
 class InceptionV3(FeatureExtractor):
     name = "inception"
     dim = 2048
-    pipelines = ("tf_compat", "legacy_pytorch")
+    pipelines = ("tf_compat", "legacy_pytorch", "clean")
     input_size = 299
 
     def __init__(self, device: torch.device, pipeline: Optional[str] = None, backend: Optional[str] = None,
@@ -370,4 +387,6 @@ class InceptionV3(FeatureExtractor):
         if self.pipeline == "legacy_pytorch":
             x = F.interpolate(images.float() / 255.0, size=(299, 299), mode="bilinear", align_corners=False)
             return 2 * x - 1
+        if self.pipeline == "clean":
+            return (pil_bicubic(images, 299) - 128) / 128
         return (tf1_bilinear(images.float(), 299) - 128) / 128

@@ -1,9 +1,14 @@
-"""Metrics in a pretrained network's feature space: Fréchet distance, KID, PR/DC, and the
-Inception Score of its classifier head.
+"""Metrics in a pretrained network's feature space: Fréchet distance, KID, PR/DC, the
+memorisation check, and the Inception Score of its classifier head.
 
 Names say which network: ``fd_effnet`` / ``kid_effnet`` / ``prdc_effnet`` use the offline
 EfficientNet-Lite0 (never called "FID"); ``fid`` / ``kid_inception`` use the standard
-Inception-v3 with torch-fidelity's TF-exact pipeline, ``fid_legacy`` pytorch-fid's.
+Inception-v3 with torch-fidelity's TF-exact pipeline, ``fid_legacy`` pytorch-fid's,
+``fid_clean`` clean-fid's.
+
+Options (``eval.metric_options.<metric>``: KID's subset size and count, the k of PR/DC,
+the memorisation threshold) are validated against each metric's options dataclass and
+recorded in its protocol, so values under different options never pool.
 
 Real features are computed once per (dataset fingerprint, extractor weights, pipeline,
 n) and cached on disk under ``$GANBENCH_CACHE/stats`` (shared by every trial and worker
@@ -12,7 +17,8 @@ metrics of that extractor. Fakes are generated in memory in batches, never writt
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -22,7 +28,7 @@ from harness.interfaces import EvalContext, Metric
 from harness.metrics.extractors import EXTRACTORS, FeatureExtractor
 from harness.metrics.onnx_backend import requested_backend
 from harness.metrics.stats import GaussianStats, density_coverage, frechet_distance, inception_score, \
-    kernel_inception_distance, precision_recall
+    kernel_inception_distance, memorization, precision_recall
 from harness.registry import METRICS
 from harness.store import atomic_target
 
@@ -63,13 +69,34 @@ def fake_features(ext: FeatureExtractor, ctx: EvalContext) -> np.ndarray:
     return ctx.memo[key]
 
 
+def images_at(ctx: EvalContext, indices: List[int]) -> torch.Tensor:
+    """The generated images at ``indices`` of this evaluation's fixed-noise sequence (drawn
+    again up to the largest index: generation is deterministic), in [-1, 1] on the CPU."""
+    wanted, out, start = sorted(set(int(i) for i in indices)), {}, 0
+    if not wanted:
+        return torch.zeros(0)
+    for batch in ctx.generate(wanted[-1] + 1):
+        for i in wanted:
+            if start <= i < start + batch.shape[0]:
+                out[i] = batch[i - start, :3].float().cpu()
+        start += batch.shape[0]
+    return torch.stack([out[i] for i in indices])
+
+
 class _FeatureMetric(Metric):
     extractor_name = ""
     pipeline = ""
+    key = ""
 
     @classmethod
     def prepare(cls, device: torch.device) -> None:
         extractor(cls.extractor_name, cls.pipeline, device)
+
+    def keys(self) -> Dict[str, bool]:
+        return {self.key: bool(self.higher_is_better)}
+
+    def minimum_sizes(self) -> Dict[str, Any]:
+        return {"n_fake": (2, "a covariance needs two images"), "n_real": (2, "a covariance needs two images")}
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         ext = self._extractor(ctx)
@@ -100,31 +127,137 @@ class _Frechet(_FeatureMetric):
         return {self.key: frechet_distance(r.mu, r.sigma, f.mu, f.sigma)}
 
 
+@dataclass
+class KIDOptions:
+    # Images per subset (null = min(1000, the smaller set)); both sets need at least this many.
+    subset_size: Optional[int] = field(default=None, metadata={"min": 2})
+    # Random subsets averaged (their std is reported as <key>_std).
+    subsets: int = field(default=100, metadata={"min": 1, "max": 10000})
+
+
 class _KID(_FeatureMetric):
     scale = "MMD² (_std: over subsets)"
     description = ("Kernel Inception Distance: unbiased squared MMD between real and generated features with a "
-                   "cubic polynomial kernel, mean over 100 subsets (_std: their std); 0 = the same distribution, "
-                   "unbiased at small n.")
+                   "cubic polynomial kernel, mean over random subsets (_std: their std); 0 = the same "
+                   "distribution, unbiased at small n.")
+
+    @property
+    def options(self) -> KIDOptions:
+        return self.params or KIDOptions()
+
+    def keys(self):
+        return {self.key: False, f"{self.key}_std": False}
+
+    def minimum_sizes(self):
+        m = self.options.subset_size or 2
+        why = f"{self.key} subset_size = {m}" if self.options.subset_size else "KID needs two images per subset"
+        return {"n_fake": (m, why), "n_real": (m, why)}
+
     def measure(self, real, fake, ctx):
-        out = kernel_inception_distance(real, fake, seed=ctx.seed)
+        o = self.options
+        out = kernel_inception_distance(real, fake, subsets=o.subsets, subset_size=o.subset_size, seed=ctx.seed)
         self.subset = out["kid_subset_size"]
         return {self.key: out["kid"], f"{self.key}_std": out["kid_std"]}
 
     def protocol(self):
-        return {**super().protocol(), "kid_subset_size": getattr(self, "subset", None), "kid_subsets": 100,
-                "kernel": "(x.y/d + 1)^3"}
+        return {**super().protocol(), "kid_subset_size": getattr(self, "subset", self.options.subset_size),
+                "kid_subsets": self.options.subsets, "kernel": "(x.y/d + 1)^3"}
+
+
+@dataclass
+class PRDCOptions:
+    # k of the k-NN manifolds of precision and recall (Kynkäänniemi et al. use 3).
+    k_precision_recall: int = field(default=3, metadata={"min": 1, "max": 100})
+    # k of density and coverage (Naeem et al. use 5).
+    k_density_coverage: int = field(default=5, metadata={"min": 1, "max": 100})
 
 
 class _PRDC(_FeatureMetric):
     scale = "fraction in [0, 1] (density can exceed 1)"
-    description = ("Precision (generated images inside the real manifold, k=3), recall (real images inside the "
-                   "generated manifold), density and coverage (k=5; Naeem et al. 2020) in the feature space.")
+    description = ("Precision (generated images inside the real manifold), recall (real images inside the "
+                   "generated manifold), both with k-NN radii (k_precision_recall, default 3), density and "
+                   "coverage (k_density_coverage, default 5; Naeem et al. 2020) in the feature space.")
+    parts = ("precision", "recall", "density", "coverage")
+
+    @property
+    def options(self) -> PRDCOptions:
+        return self.params or PRDCOptions()
+
+    def keys(self):
+        return {f"{part}_{self.suffix}": True for part in self.parts}
+
+    def minimum_sizes(self):
+        o = self.options
+        k_pr, k_dc = o.k_precision_recall, o.k_density_coverage
+        return {"n_fake": (k_pr + 1, f"recall's k-NN radii with k_precision_recall = {k_pr} need k + 1 images"),
+                "n_real": (max(k_pr, k_dc) + 1, f"k-NN radii with k = {max(k_pr, k_dc)} "
+                                                f"(k_precision_recall / k_density_coverage) need k + 1 images")}
+
     def measure(self, real, fake, ctx):
-        out = {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5)}
+        o = self.options
+        out = {**precision_recall(real, fake, k=o.k_precision_recall),
+               **density_coverage(real, fake, k=o.k_density_coverage)}
         return {f"{k}_{self.suffix}": v for k, v in out.items()}
 
     def protocol(self):
-        return {**super().protocol(), "k_precision_recall": 3, "k_density_coverage": 5}
+        return {**super().protocol(), "k_precision_recall": self.options.k_precision_recall,
+                "k_density_coverage": self.options.k_density_coverage, "ties": "pr <=, dc < (prdc 0.2)"}
+
+
+@dataclass
+class MemorizationOptions:
+    # A generated image is a near-copy when its distance to the nearest training image is
+    # below this fraction of that training image's own nearest-neighbour distance.
+    threshold: float = field(default=0.5, metadata={"min_exclusive": 0.0, "max": 10.0})
+    # MiFID's epsilon: the mean cosine distance to the nearest training image counts as
+    # memorisation only below it (Kaggle's generative competitions and torchmetrics: 0.1).
+    cosine_eps: float = field(default=0.1, metadata={"min_exclusive": 0.0, "max": 1.0})
+    # Closest generated/training pairs kept for the report (0 = none).
+    pairs: int = field(default=8, metadata={"min": 0, "max": 64})
+
+
+class _Memorization(_FeatureMetric):
+    """Does the generator copy its training images? Each generated image's distance to its
+    nearest training image, relative to that training image's distance to its own nearest
+    training neighbour: ``memorization_*`` is the fraction of near-copies (ratio below
+    ``threshold``), ``nn_ratio_*`` the median ratio, ``mifid_*`` the Fréchet distance
+    divided by MiFID's thresholded memorisation distance (mean cosine distance to the
+    nearest training image when below ``cosine_eps``, else 1: no penalty)."""
+    scale = "fraction of near-copies in [0, 1]; ratio; penalised squared feature distance"
+    description = ("Computed against the trial's training images (the reference set): 0 near-copies and a median "
+                   "ratio near 1 mean new images about as far from the training set as its images are from each "
+                   "other; a copying generator scores a fraction near 1 and a MiFID far above its FD.")
+
+    @property
+    def options(self) -> MemorizationOptions:
+        return self.params or MemorizationOptions()
+
+    def keys(self):
+        return {f"memorization_{self.suffix}": False, f"nn_ratio_{self.suffix}": True,
+                f"mifid_{self.suffix}": False}
+
+    def minimum_sizes(self):
+        return {"n_fake": (2, "the penalised Fréchet distance needs a covariance: two images"),
+                "n_real": (2, "each training image's nearest-neighbour distance needs another training image")}
+
+    def measure(self, real, fake, ctx):
+        o = self.options
+        out = memorization(real, fake, threshold=o.threshold, cosine_eps=o.cosine_eps)
+        r, f = GaussianStats.of(real), GaussianStats.of(fake)
+        fd = frechet_distance(r.mu, r.sigma, f.mu, f.sigma)
+        if o.pairs:
+            order = np.argsort(out["ratio"], kind="stable")[:o.pairs]
+            ctx.artifacts[f"nearest_pairs.{self.suffix}"] = {
+                "fake": images_at(ctx, [int(i) for i in order]),
+                "real": ctx.real[torch.as_tensor(out["nearest"][order])][:, :3].float().cpu(),
+                "ratio": [float(out["ratio"][i]) for i in order], "threshold": o.threshold}
+        return {f"memorization_{self.suffix}": out["fraction"], f"nn_ratio_{self.suffix}": out["median_ratio"],
+                f"mifid_{self.suffix}": fd * out["penalty"]}
+
+    def protocol(self):
+        o = self.options
+        return {**super().protocol(), "threshold": o.threshold, "cosine_eps": o.cosine_eps,
+                "distance": "euclidean (ratio), 1 - |cos| (MiFID)"}
 
 
 class _IS(_FeatureMetric):
@@ -133,6 +266,12 @@ class _IS(_FeatureMetric):
     higher_is_better = True
     splits = 10
     scale = "exp(KL), 1 to the number of classes (_std: over splits)"
+
+    def keys(self):
+        return {self.key: True, f"{self.key}_std": False}
+
+    def minimum_sizes(self):
+        return {"n_fake": (1, "one image"), "n_real": (0, "no reference set")}
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         ext = self._extractor(ctx)
@@ -159,15 +298,20 @@ class FDEffNet(_EffNet, _Frechet):
     key = "fd_effnet"
 
 
-@METRICS.register("kid_effnet")
+@METRICS.register("kid_effnet", params=KIDOptions)
 class KIDEffNet(_EffNet, _KID):
     key = "kid_effnet"
 
 
-@METRICS.register("prdc_effnet")
+@METRICS.register("prdc_effnet", params=PRDCOptions)
 class PRDCEffNet(_EffNet, _PRDC):
     """precision/recall (k=3) and density/coverage (k=5); higher is better for all four."""
     higher_is_better = True
+    suffix = "effnet"
+
+
+@METRICS.register("memorization_effnet", params=MemorizationOptions)
+class MemorizationEffNet(_EffNet, _Memorization):
     suffix = "effnet"
 
 
@@ -191,6 +335,18 @@ class FIDLegacy(_Inception, _Frechet):
     pipeline = "legacy_pytorch"
 
 
-@METRICS.register("kid_inception")
+@METRICS.register("fid_clean")
+class FIDClean(_Inception, _Frechet):
+    """FID with clean-fid's ``clean`` pipeline (PIL bicubic resize with antialiasing)."""
+    key = "fid_clean"
+    pipeline = "clean"
+
+
+@METRICS.register("kid_inception", params=KIDOptions)
 class KIDInception(_Inception, _KID):
     key = "kid_inception"
+
+
+@METRICS.register("memorization_inception", params=MemorizationOptions)
+class MemorizationInception(_Inception, _Memorization):
+    suffix = "inception"

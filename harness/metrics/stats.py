@@ -9,7 +9,7 @@ where sqrtm iterates on a non-symmetric product (same value, ~4x faster at 2048-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -76,9 +76,19 @@ def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
     return np.partition(dist, k, axis=1)[:, k]  # index 0 is the point itself
 
 
+def _need_more_than_k(real: np.ndarray, fake: np.ndarray, k: int, what: str, sets: str = "both") -> None:
+    """k-NN radii need k other points in a set: more than k of them."""
+    for name, x in (("real", real), ("fake", fake)):
+        if sets in ("both", name) and x.shape[0] <= k:
+            raise ValueError(f"{what} with k={k} needs more than {k} {name} samples, got {x.shape[0]}")
+
+
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> Dict[str, float]:
-    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifolds."""
+    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifolds: a sample
+    is inside a manifold when its distance to one of the set's points is at most that
+    point's k-th neighbour distance (``<=``, as the paper's reference code)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    _need_more_than_k(real, fake, k, "precision/recall")
     r_real, r_fake = _kth_neighbour_radius(real, k), _kth_neighbour_radius(fake, k)
     d = _pairwise(fake, real)  # fake x real
     precision = (d <= r_real[None, :]).any(axis=1).mean()
@@ -87,13 +97,17 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> Dict[str
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> Dict[str, float]:
-    """Density and coverage (Naeem et al. 2020)."""
+    """Density and coverage (Naeem et al. 2020), with the reference ``prdc`` package's
+    strict ``<``: a fake on a real point's k-th-neighbour sphere is outside it, so a set
+    against itself has density exactly 1 (``<=`` would count the k-th neighbour too:
+    (k + 1) / k)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    _need_more_than_k(real, fake, k, "density/coverage", sets="real")
     r_real = _kth_neighbour_radius(real, k)
     d = _pairwise(real, fake)  # real x fake
-    inside = d <= r_real[:, None]
+    inside = d < r_real[:, None]
     density = inside.sum() / (k * fake.shape[0])
-    coverage = (d.min(axis=1) <= r_real).mean()
+    coverage = (d.min(axis=1) < r_real).mean()
     return {"density": float(density), "coverage": float(coverage)}
 
 
@@ -113,3 +127,39 @@ def inception_score(logits: np.ndarray, splits: int = 10) -> Dict[str, float]:
         log_py = np.log(p[part].mean(axis=0) + 1e-300)
         scores.append(float(np.exp((p[part] * (log_p[part] - log_py)).sum(axis=1).mean())))
     return {"is": float(np.mean(scores)), "is_std": float(np.std(scores)), "splits": len(scores)}
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def memorization(real: np.ndarray, fake: np.ndarray, threshold: float = 0.5,
+                 cosine_eps: float = 0.1) -> Dict[str, Any]:
+    """How close generated samples sit to the training (reference) samples.
+
+    * ``ratio[j]`` = distance of fake j to its nearest real i, divided by real i's distance
+      to its own nearest other real: about 1 or more for new samples, near 0 for copies
+      (a duplicated real has distance 0 to its twin: a fake exactly on it has ratio 0,
+      any other fake near it ratio inf);
+    * ``fraction``: share of fakes with ratio < ``threshold`` (near-copies);
+    * ``cosine_distance``: MiFID's memorisation distance, the mean over fakes of the
+      smallest 1 - |cos| to a real; ``penalty`` = 1 / it when it is below ``cosine_eps``,
+      else 1 (Kaggle's MiFID = FID * penalty).
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if real.shape[0] < 2:
+        raise ValueError(f"memorization needs at least 2 real samples, got {real.shape[0]}")
+    d = _pairwise(fake, real)
+    nearest = d.argmin(axis=1)
+    d_min = d[np.arange(d.shape[0]), nearest]
+    own = _pairwise(real, real)
+    np.fill_diagonal(own, np.inf)
+    rho = own.min(axis=1)[nearest]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(rho > 0, d_min / np.where(rho > 0, rho, 1.0), np.where(d_min > 0, np.inf, 0.0))
+    cos_d = 1.0 - np.abs(_unit_rows(fake) @ _unit_rows(real).T)
+    mem_d = float(np.clip(cos_d.min(axis=1), 0, None).mean())
+    penalty = 1.0 / (mem_d + 1e-14) if mem_d < cosine_eps else 1.0
+    return {"fraction": float((ratio < threshold).mean()), "median_ratio": float(np.median(ratio)),
+            "cosine_distance": mem_d, "penalty": float(penalty), "ratio": ratio, "nearest": nearest}

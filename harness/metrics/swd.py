@@ -100,6 +100,7 @@ def descriptors(images: torch.Tensor, gen: torch.Generator) -> List[torch.Tensor
 @METRICS.register("swd")
 class SlicedWasserstein(Metric):
     higher_is_better = False
+    key = "swd"
     description = ("Sliced Wasserstein distance between random 7x7 patches of real and generated images at every "
                    "level of a Laplacian pyramid (ProGAN's SWD), averaged over levels: low-level statistics "
                    "(colour, edges, texture), not semantics; 0 = the same patch distributions.")
