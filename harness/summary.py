@@ -10,6 +10,7 @@ neither torch nor the variants. Columns:
     best.<metric>, final.<metric>, protocol.<metric> (JSON: extractor, weights hash, n ...)
     info.<metric>            JSON: the metric's description, scale, value keys, direction
     direction.<metric>       min | max, as the trial recorded it with its values
+    metric.<key>             the metric that reported the value key (protocol.<that metric>)
     best_iter.<metric>, best_wall_s.<metric>, best_train_s.<metric>, best_compute_s.<metric>
                              when the best was first reached
     iterations, samples_seen, wall_s, train_s (wall minus evaluation and checkpoints),
@@ -53,6 +54,15 @@ _HIGHER_IS_BETTER_PREFIXES = ("precision", "recall", "density", "coverage", "is"
 def fallback_direction(name: str) -> str:
     """'min' or 'max' of a metric value key, from its name (records that predate directions)."""
     return "max" if name.split("_")[0] in _HIGHER_IS_BETTER_PREFIXES else "min"
+
+
+def search_key(metric: str, report: Dict[str, Any]) -> str:
+    """The value key a study's ``search.metric`` names in a trial's report: itself, or the
+    one key its metric reported (as harness.study.search.objective_key resolves it)."""
+    if metric in (report.get("metrics") or {}):
+        return metric
+    own = [k for k, m in (report.get("metric_of") or {}).items() if m == metric]
+    return own[0] if len(own) == 1 else metric
 
 
 def _search_settings(study: StudyRecord) -> Optional[Dict[str, Any]]:
@@ -115,6 +125,8 @@ def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str
     higher = last_eval.get("higher_is_better") or {}
     for name in (last_eval.get("metrics") or {}):
         row[f"direction.{name}"] = ("max" if higher[name] else "min") if name in higher else fallback_direction(name)
+    for name, metric in (last_eval.get("metric_of") or {}).items():
+        row[f"metric.{name}"] = metric  # the metric that reported this value key (its protocol's name)
     for name, value in (last_eval.get("best") or {}).items():
         reached = _first_reaching(evals, name, value)
         if reached is not None:
@@ -125,7 +137,7 @@ def trial_row(study: StudyRecord, record: TrialRecord, search: Optional[Dict[str
     if search is not None:
         from harness.study.search import objective_value
 
-        metric = search["metric"]
+        metric = search_key(search["metric"], last_eval)
         mode = search["mode"] or row.get(f"direction.{metric}") or fallback_direction(metric)
         row["objective"] = objective_value(last_eval, metric, search["objective"], mode)
     else:
@@ -174,7 +186,7 @@ def summarize(root: os.PathLike):
         return pd.DataFrame(columns=BASE_COLUMNS)
     first = [c for c in BASE_COLUMNS if c in frame.columns]
     metric_cols = sorted(c for c in frame.columns
-                         if c.startswith(("best.", "final.", "protocol.", "info.", "direction.", "best_iter.", "best_wall_s.",
+                         if c.startswith(("best.", "final.", "protocol.", "info.", "direction.", "metric.", "best_iter.", "best_wall_s.",
                                           "best_train_s.", "best_compute_s.")))
     config_cols = [c for c in frame.columns if c.startswith("config.")]
     rest = [c for c in frame.columns if c not in first + metric_cols + config_cols]

@@ -175,7 +175,7 @@ def test_finalists_rerun_configs_with_fresh_seeds():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"search.metric": "fid"}, r"search.metric: got 'fid'; expected one of the base's eval.metrics \(swd\)"),
+    ({"search.metric": "fid"}, r"search.metric: got 'fid'; expected a value key reported by the base's eval.metrics \(swd\)"),
     ({"search.space": {}}, r"search.space: got \{\}; expected at least one parameter"),
     ({"search.scheduler.grace_period": 40}, r"search.scheduler.grace_period: got 40.0; expected a value < the "
                                             r"budget \(40.0 iteration\)"),

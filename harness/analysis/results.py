@@ -84,6 +84,18 @@ def metric_direction(name: str, frame: Any = None) -> str:
     return fallback_direction(name)
 
 
+def metric_name(frame: Any, key: str) -> str:
+    """The metric that reported value ``key`` (``precision_effnet`` -> ``prdc_effnet``), as
+    the trials recorded it (``metric.<key>``); the key itself for a metric named like its
+    value and for records that predate ``metric_of``."""
+    column = f"metric.{key}"
+    if frame is not None and column in getattr(frame, "columns", ()):
+        found = sorted(set(frame[column].dropna()))
+        if len(found) == 1:
+            return str(found[0])
+    return key
+
+
 @dataclass
 class StudyResults:
     root: Path

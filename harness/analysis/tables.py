@@ -14,7 +14,7 @@ import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.analysis import fairness, stats
-from harness.analysis.results import FINISHED, StudyResults, short_value
+from harness.analysis.results import FINISHED, StudyResults, metric_name, short_value
 from harness.analysis.render import Cell, Table, fmt, fmt_count, interval, mean_std
 from harness.analysis.kinds import table_kind
 from harness.analysis.options import AnalysisOptions
@@ -58,7 +58,7 @@ PER_SEED_FIELDS = ("seed",)
 def protocols(frame, metric: str) -> Dict[str, List[str]]:
     """Distinct protocols (canonical JSON, per-seed fields dropped) of ``metric`` -> the
     studies/trials measured under each."""
-    col = f"protocol.{metric}"
+    col = f"protocol.{metric_name(frame, metric)}"
     found: Dict[str, List[str]] = {}
     if col not in frame.columns:
         return found

@@ -199,14 +199,17 @@ class Plan:
 
     @property
     def metric(self) -> Optional[str]:
-        return self.study.search.metric if self.study.search else None
+        """The value key the search optimizes (search.metric names it, or a metric that reports one)."""
+        from harness.study.search import objective_key
+
+        return objective_key(self.study.search.metric, self.base)[0] if self.study.search else None
 
     @property
     def mode(self) -> str:
         """The search's direction (min for a grid, where nothing is optimized)."""
         from harness.study.search import search_mode
 
-        return search_mode(self.study) if self.study.search else "min"
+        return search_mode(self.study, self.base) if self.study.search else "min"
 
     def make_trial(self, overrides: Dict[str, Any], seed: int, context: str) -> TrialSpec:
         return make_trial(self.study, self.base, overrides, seed, context)

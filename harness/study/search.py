@@ -16,25 +16,38 @@ from harness.study.schema import StudySpec, choice_label
 _MISSING = object()
 
 
-def metric_direction(metric: str) -> str:
-    """'min' or 'max' for a registered metric (imports the metric registry)."""
-    from harness import registry
+def objective_key(metric: str, base: TrialSpec) -> Tuple[str, bool]:
+    """The value key a search optimizes and whether higher is better: ``metric`` names a
+    key reported by one of the base's eval.metrics, or a metric that reports exactly one."""
+    from harness.metrics import value_keys
 
-    entry = registry.METRICS.get(metric, "search.metric")
-    return "max" if getattr(entry.obj, "higher_is_better", False) else "min"
+    keys = value_keys(base.eval.metrics, base.eval.metric_options)
+    if metric in keys:
+        return metric, keys[metric]["higher_is_better"]
+    own = [k for k, v in keys.items() if v["metric"] == metric]
+    if len(own) == 1:
+        return own[0], keys[own[0]]["higher_is_better"]
+    if own:
+        raise ConfigError("search.metric", metric, f"one value key of {metric}, which reports {len(own)}: "
+                          + ", ".join(own))
+    raise ConfigError("search.metric", metric, "a value key reported by the base's eval.metrics ("
+                      + (", ".join(keys) or "none set") + ")")
 
 
-def search_mode(study: StudySpec) -> str:
+def metric_direction(metric: str, base: TrialSpec) -> str:
+    """'min' or 'max' for the search objective ``metric`` (imports the metric registry)."""
+    return "max" if objective_key(metric, base)[1] else "min"
+
+
+def search_mode(study: StudySpec, base: TrialSpec) -> str:
     assert study.search is not None
-    return study.search.mode or metric_direction(study.search.metric)
+    return study.search.mode or metric_direction(study.search.metric, base)
 
 
 def check_search(study: StudySpec, base: TrialSpec) -> None:
     s = study.search
     assert s is not None
-    if s.metric not in base.eval.metrics:
-        raise ConfigError("search.metric", s.metric,
-                          "one of the base's eval.metrics (" + (", ".join(base.eval.metrics) or "none set") + ")")
+    objective_key(s.metric, base)
     spec0 = make_trial(study, base, {}, study.seeds[0], "search (base config)")
     if s.scheduler.name == "asha":
         if spec0.eval.every <= 0:
