@@ -109,7 +109,57 @@ def ensure_sources(plan, record, out: Callable[[str], None] = print) -> List[str
     return done
 
 
+def ensure_floors(plan, record, out: Callable[[str], None] = print) -> List[dict]:
+    """The real-vs-real floor of every metric of the study's trials, once per reference set
+    and evaluation protocol (dataset, metrics, n, options), into the study's floors.json."""
+    from harness.data import load_image_set
+    from harness.metrics.floors import real_floor
+    from harness.build import resolve_device
+
+    splits = plan.study.floor_splits
+    specs = [p.spec for p in plan.trials] or ([plan.base] if plan.is_search else [])
+    entries, seen = [], set()
+    for spec in specs:
+        e = spec.eval
+        if not splits or not e.metrics:
+            continue
+        image_set = load_image_set(spec.dataset)
+        key = (image_set.rgb_fingerprint, tuple(e.metrics), e.n_samples, repr(sorted(e.metric_options.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        images = torch_images(image_set.images)
+        out(f"real-vs-real floor of {', '.join(e.metrics)} on {spec.dataset.name} ({len(images)} images, "
+            f"{splits} splits into halves)")
+        floor = real_floor(images, image_set.rgb_fingerprint, list(e.metrics), e.n_samples, splits=splits,
+                           seed=0, device=_driver_device(spec, resolve_device), options=dict(e.metric_options))
+        entries.append({"dataset": spec.dataset.name, "resolution": spec.dataset.resolution,
+                        "fingerprint": image_set.rgb_fingerprint, "n_samples": e.n_samples, **floor})
+        out("  " + ", ".join(f"{k} {v['mean']:.4g} ± {v['std']:.2g}" for k, v in floor["floor"].items()))
+    record.write_floors(entries)
+    return entries
+
+
+def _driver_device(spec, resolve):
+    """The trials' device when this (driver) machine has it, else the CPU: the values agree
+    to float rounding (metrics run in full float32 precision everywhere)."""
+    try:
+        return resolve(spec)
+    except ConfigError:
+        import torch
+
+        return torch.device("cpu")
+
+
+def torch_images(images):
+    """uint8 N x C x H x W (numpy) -> the RGB view as floats in [-1, 1], as trials see it."""
+    import torch
+
+    return torch.from_numpy(images.copy())[:, :3].float().div(127.5).sub(1)
+
+
 def prepare_study(plan, record, out: Callable[[str], None] = print) -> None:
     """Everything a planned study needs before scheduling (``record``: its StudyRecord)."""
     ensure_datasets(plan.prerequisite_specs(), out)
     ensure_sources(plan, record, out)
+    ensure_floors(plan, record, out)

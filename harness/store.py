@@ -237,6 +237,7 @@ class StudyRecord:
         study.yaml        the study as run (base inlined), compared on --resume
         plan.json         the planned grid trials (ids, phases, labels)
         finalists.json    the finalists picked after a search
+        floors.json       the real-vs-real floor of every metric value, per reference set
         trials/<id>/      one TrialRecord each, plus study_trial.json (phase, labels,
                           overrides) and attempts.jsonl (one line per start)
         sources/<name>/   the record of each source model the study pretrained
@@ -249,6 +250,7 @@ class StudyRecord:
     STUDY_FILE = "study.yaml"
     PLAN_FILE = "plan.json"
     FINALISTS_FILE = "finalists.json"
+    FLOORS_FILE = "floors.json"
     TRIALS_DIR = "trials"
     TRIAL_INFO_FILE = "study_trial.json"
     ATTEMPTS_FILE = "attempts.jsonl"
@@ -296,6 +298,14 @@ class StudyRecord:
 
     def read_plan(self) -> List[Dict[str, Any]]:
         return _read_json(self.root / self.PLAN_FILE) or []
+
+    def write_floors(self, entries: List[Dict[str, Any]]) -> None:
+        atomic_write_json(self.root / self.FLOORS_FILE, entries)
+
+    def read_floors(self) -> List[Dict[str, Any]]:
+        """The study's real-vs-real floors (``harness.metrics.floors``): one entry per
+        reference set and protocol; [] when none were computed."""
+        return _read_json(self.root / self.FLOORS_FILE) or []
 
     def write_finalists(self, entries: List[Dict[str, Any]]) -> None:
         atomic_write_json(self.root / self.FINALISTS_FILE, entries)

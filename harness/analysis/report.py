@@ -23,7 +23,7 @@ from harness.analysis.glossary import glossary, value_scale
 from harness.analysis.kinds import table_kinds
 from harness.analysis.options import PLOTLYJS, ReportOptions
 from harness.analysis.render import Cell, Table, fmt
-from harness.analysis.results import FINISHED, StudyResults, curves, load_study, sample_grids
+from harness.analysis.results import FINISHED, StudyResults, curves, load_study, pair_grids, sample_grids
 from harness.analysis.tables import comparison_table, metric_columns, protocols
 from harness.errors import ConfigError
 from harness.store import atomic_write_text
@@ -40,7 +40,7 @@ h1{margin-bottom:0}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-
 .gb-table thead th{background:#f6f8fa}.gb-table tbody tr:nth-child(even){background:#fbfcfd}
 .gb-notes{font-size:12px;color:#57606a;max-width:1100px}.gb-warn{background:#fff8c5;border:1px solid #d4a72c;
 padding:8px 12px;border-radius:6px}.gb-samples{display:flex;flex-wrap:wrap;gap:18px}
-.gb-samples figure{margin:0;max-width:300px}.gb-samples img{width:100%;image-rendering:pixelated;
+.gb-samples figure{margin:0;max-width:300px}.gb-pairs figure{max-width:420px}.gb-samples img{width:100%;image-rendering:pixelated;
 border:1px solid #d0d7de}.gb-samples figcaption{font-size:12px;color:#57606a}
 pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}.gb-scroll{overflow-x:auto}
 .gb-wrap td{white-space:normal!important;overflow-wrap:anywhere;max-width:760px}
@@ -165,6 +165,34 @@ def _samples_section(res: StudyResults, phase: str) -> str:
     return '<div class="gb-samples">' + "".join(figures) + "</div>"
 
 
+MEMORIZATION_SPACES = ("effnet", "inception")
+
+
+def _pairs_section(res: StudyResults, phase: str) -> str:
+    """Per cell, its first trial's latest closest generated/training pairs of each
+    memorisation check (generated images on top, each one's nearest training image below)."""
+    rows = res.frame[res.frame["phase"] == phase]
+    figures = []
+    for space in MEMORIZATION_SPACES:
+        fraction = f"final.memorization_{space}"
+        for cell in res.cells:
+            trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
+            for _, trial in trials.iterrows():
+                pngs = pair_grids(res, trial["trial_id"], space)
+                if pngs:
+                    value = trial.get(fraction)
+                    share = f", near-copies {100 * float(value):.1f} %" if value is not None and value == value else ""
+                    figures.append(_grid_figure(pngs[-1], f"{html.escape(cell)}<br>{_trial_words(trial)}, iteration "
+                                                          f"{_grid_iteration(pngs[-1])}, {space} features{share}"))
+                    break
+    if not figures:
+        return "<p>No memorisation check (memorization_effnet / memorization_inception) was evaluated.</p>"
+    return ("<p>The generated images closest to a training image (relative to that training image's own nearest "
+            "training neighbour), top row, above their nearest training image. Near-identical pairs mean the "
+            "generator reproduces its training set: its FD is then not evidence of quality.</p>"
+            '<div class="gb-samples gb-pairs">' + "".join(figures) + "</div>")
+
+
 def _timeline_section(res: StudyResults, phase: str, per_trial: int = 6) -> str:
     """Per cell, its first trial's fixed-noise grids at up to ``per_trial`` iterations
     spread evenly over training (seed B's "grids over time")."""
@@ -240,7 +268,7 @@ def render_report(res: StudyResults, options: Optional[ReportOptions] = None,
     study_yaml = res.record.study_text()
     parts.append(f"<details><summary>study file as run</summary><pre>{html.escape(study_yaml)}</pre></details>")
     parts.append(_banner(res, phase))
-    toc = ["tables", "plots", "glossary", "samples", "over-time", "protocols", "trials"]
+    toc = ["tables", "plots", "glossary", "samples", "memorisation", "over-time", "protocols", "trials"]
     parts.append("<p>" + " · ".join(f'<a href="#{t}">{t}</a>' for t in toc) + "</p>")
 
     tables = []
@@ -271,6 +299,7 @@ def render_report(res: StudyResults, options: Optional[ReportOptions] = None,
     parts.append(_section("Plots", "plots", "\n".join(blocks) or "<p>No reports written yet.</p>"))
     parts.append(_section("Metric glossary", "glossary", _glossary_section(res)))
     parts.append(_section("Latest samples", "samples", _samples_section(res, phase)))
+    parts.append(_section("Closest to the training set", "memorisation", _pairs_section(res, phase)))
     parts.append(_section("Samples over time", "over-time", _timeline_section(res, phase)))
     parts.append(_section("Metric protocols", "protocols", _protocol_section(res)))
     parts.append(_section("Trials", "trials", _status_section(res)))

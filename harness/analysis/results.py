@@ -112,6 +112,24 @@ class StudyResults:
         """'min' or 'max' for one of this study's metric value keys."""
         return metric_direction(metric, self.frame)
 
+    def floor(self, key: str, rows: Any = None) -> Optional[Dict[str, Any]]:
+        """The real-vs-real floor of value ``key`` for ``rows`` (default: every trial):
+        ``{"mean", "std", "values", "n", "splits", "dataset"}`` when they all measured it
+        against one reference set whose floor the study computed; else None."""
+        rows = self.frame if rows is None else rows
+        column = f"protocol.{metric_name(self.frame, key)}"
+        if column not in getattr(rows, "columns", ()):
+            return None
+        references = {json.loads(p).get("reference") for p in rows[column].dropna() if isinstance(p, str) and p}
+        if len(references) != 1:
+            return None
+        reference = references.pop()
+        for entry in self.record.read_floors():
+            found = (entry.get("floor") or {}).get(key)
+            if entry.get("fingerprint") == reference and found:
+                return {**found, "n": entry.get("n"), "splits": entry.get("splits"), "dataset": entry.get("dataset")}
+        return None
+
     @property
     def kind(self) -> str:
         return "search" if self.study.get("search") else "grid"
@@ -215,4 +233,9 @@ def curves(results: StudyResults, trial_ids: Optional[Sequence[str]] = None):
 def sample_grids(results: StudyResults, trial_id: str) -> List[Path]:
     """A trial's sample grid PNGs, oldest first."""
     return results.record.trial(trial_id).sample_grids()
+
+
+def pair_grids(results: StudyResults, trial_id: str, space: str) -> List[Path]:
+    """A trial's closest generated/training pairs PNGs of feature ``space``, oldest first."""
+    return results.record.trial(trial_id).pair_grids(space)
 

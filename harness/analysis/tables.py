@@ -198,12 +198,22 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
         if cuda:
             row.append(Cell(fmt(rec["peak_cuda_mb.max"])))
         table_rows.append(row)
+    floors = {col: results.floor(metric_of(col), rows) for col in mcols}
+    if any(floors.values()):  # the real-vs-real floor beside every value
+        row = [Cell("real vs real (floor)"), Cell(""), Cell("")]
+        for col in mcols:
+            f = floors[col]
+            row += [Cell(mean_std(f["mean"], f["std"]) if f else "—"), Cell("")]
+        table_rows.append(row + [Cell("")] * (len(columns) - len(row)))
     notes = [f"{results.name}, {phase} trials; mean ± sample std over seeds; {pct} CI: "
              + ("Student t" if ci == "t" else "percentile bootstrap of the mean") + "; bold = best mean per column; "
              "iterations: the range over seeds; time columns are means over seeds (compute s: the compute clock, "
              "train s: wall seconds of training; evaluation excluded from both)."]
     if by != ["cell"]:
         notes.append("configuration = " + " / ".join(c.replace("config.", "") for c in by) + ".")
+    floor_note = _floor_note(next((f for f in floors.values() if f), None))
+    if floor_note:
+        notes.append(floor_note)
     if not records:
         notes.append(f"No finished {phase} trials yet.")
     skipped = [f"{_label(tuple(r[b] for b in by))}: {r['not_counted']}" for r in records if r["not_counted"]]
@@ -242,6 +252,7 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
         raise ConfigError("--baseline", baseline, "one of the configurations: " + "; ".join(labels))
     base_vals = groups[base_i][1][col]
     base = stats.summarize(base_vals)
+    floor = results.floor(metric_of(col), rows)
     records, table_rows = [], []
     for i, (key, g) in enumerate(groups):
         s = stats.summarize(g[col])
@@ -257,27 +268,53 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
             rec.update(diff=diff, rel=diff / abs(base.mean) if base.mean else float("nan"), p_welch=w.p_value,
                        p_permutation=perm.p_value, better=(diff < 0) if direction == "min" else (diff > 0),
                        significant=bool(math.isfinite(p) and p < alpha))
+        rec["gap_closed"] = gap_closed(base.mean, s.mean, floor["mean"]) if floor and i != base_i else float("nan")
         records.append(rec)
+        gap = [Cell(f"{fmt(100 * rec['gap_closed'])}%" if math.isfinite(rec["gap_closed"]) else "—")] if floor else []
         if i == base_i:
             cells = [Cell(labels[i] + " (baseline)"), Cell(str(s.n)), Cell(rec["iterations"]),
-                     Cell(mean_std(s.mean, s.std)), Cell("—"), Cell("—"), Cell("—"), Cell("—")]
+                     Cell(mean_std(s.mean, s.std)), Cell("—"), Cell("—")] + gap + [Cell("—"), Cell("—")]
         else:
             sign = "+" if rec["diff"] > 0 else ""
             mark = " *" if rec["significant"] else ""
             cells = [Cell(labels[i]), Cell(str(s.n)), Cell(rec["iterations"]), Cell(mean_std(s.mean, s.std)),
                      Cell(f"{sign}{fmt(rec['diff'])}" + (" (better)" if rec["better"] else " (worse)" if rec["diff"] else "")),
-                     Cell(f"{sign}{fmt(100 * rec['rel'])}%" if math.isfinite(rec["rel"]) else "—"),
+                     Cell(f"{sign}{fmt(100 * rec['rel'])}%" if math.isfinite(rec["rel"]) else "—")] + gap + [
                      Cell(fmt(rec["p_welch"]) + (mark if test == "welch" else "")),
                      Cell(fmt(rec["p_permutation"]) + (mark if test == "permutation" else ""))]
         table_rows.append(cells)
-    columns = ["configuration", "n", "iterations", f"{col} (mean ± std)", "Δ vs baseline", "Δ %", "p (Welch)",
-               "p (permutation)"]
+    columns = ["configuration", "n", "iterations", f"{col} (mean ± std)", "Δ vs baseline", "Δ %"] + (
+        ["gap to floor closed"] if floor else []) + ["p (Welch)", "p (permutation)"]
+    if floor:
+        table_rows.append([Cell("real vs real (floor)"), Cell(str(floor["splits"])), Cell(""),
+                           Cell(mean_std(floor["mean"], floor["std"]))] + [Cell("")] * (len(columns) - 4))
     better = "lower" if direction == "min" else "higher"
     notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means, "
              f"not corrected for multiple comparisons; * = p < {alpha:g} ({test}).",
              "Exact permutation tests have a floor, 2/C(n+m, n): " + _floors(records, base.n, alpha) + "."]
+    if floor:
+        notes.append(_floor_note(floor) + " Gap to floor closed = (baseline − configuration) / (baseline − floor): "
+                     "0 % = no better than the baseline, 100 % = as close as real data gets.")
     return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
-                 notes, align=["l"] + ["r"] * 7, name="pairwise", warnings=_concerns(rows, by))
+                 notes, align=["l"] + ["r"] * (len(columns) - 1), name="pairwise", warnings=_concerns(rows, by))
+
+
+def gap_closed(baseline: float, value: float, floor: float) -> float:
+    """The share of the distance from the baseline's mean to the real-vs-real floor that
+    ``value`` covers (either direction of better: the signs cancel); nan without a gap."""
+    gap = baseline - floor
+    if not all(map(math.isfinite, (baseline, value, floor))) or gap == 0:
+        return float("nan")
+    return (baseline - value) / gap
+
+
+def _floor_note(floor: Optional[Dict[str, Any]]) -> str:
+    if not floor:
+        return ""
+    return (f"Floor: the metric between two random halves of the reference set {floor.get('dataset')} "
+            f"(n = {floor.get('n')} images of one half against the other, mean ± std over "
+            f"{floor.get('splits')} splits; "
+            "ganbench metric --split): what real data itself scores at this n.")
 
 
 def _floors(records: List[Dict[str, Any]], n_base: int, alpha: float) -> str:

@@ -83,6 +83,16 @@ def images_at(ctx: EvalContext, indices: List[int]) -> torch.Tensor:
     return torch.stack([out[i] for i in indices])
 
 
+def frechet_of(real: np.ndarray, fake: np.ndarray, metric: "_FeatureMetric", ctx: EvalContext) -> float:
+    """The Fréchet distance of this evaluation's features in ``metric``'s space, computed
+    once and shared (the FD metric and the memorisation-penalised FD need the same one)."""
+    key = ("frechet", metric.extractor_name, metric.pipeline)
+    if key not in ctx.memo:
+        r, f = GaussianStats.of(real), GaussianStats.of(fake)
+        ctx.memo[key] = frechet_distance(r.mu, r.sigma, f.mu, f.sigma)
+    return ctx.memo[key]
+
+
 class _FeatureMetric(Metric):
     extractor_name = ""
     pipeline = ""
@@ -123,8 +133,7 @@ class _Frechet(_FeatureMetric):
     description = ("The Fréchet distance between Gaussians fitted to real and generated features; 0 = the same "
                    "mean and covariance; biased upward at small n (report the reference set's own floor).")
     def measure(self, real, fake, ctx):
-        r, f = GaussianStats.of(real), GaussianStats.of(fake)
-        return {self.key: frechet_distance(r.mu, r.sigma, f.mu, f.sigma)}
+        return {self.key: frechet_of(real, fake, self, ctx)}
 
 
 @dataclass
@@ -243,8 +252,7 @@ class _Memorization(_FeatureMetric):
     def measure(self, real, fake, ctx):
         o = self.options
         out = memorization(real, fake, threshold=o.threshold, cosine_eps=o.cosine_eps)
-        r, f = GaussianStats.of(real), GaussianStats.of(fake)
-        fd = frechet_distance(r.mu, r.sigma, f.mu, f.sigma)
+        fd = frechet_of(real, fake, self, ctx)
         if o.pairs:
             order = np.argsort(out["ratio"], kind="stable")[:o.pairs]
             ctx.artifacts[f"nearest_pairs.{self.suffix}"] = {

@@ -274,6 +274,10 @@ class StudySpec:
     # a path relative to the study file) that pretrains it. `ganbench run` pretrains the
     # missing ones before scheduling; trials validate against them before that.
     sources: Dict[str, Any] = field(default_factory=dict)
+    # Random half/half splits of each trial's reference set for the real-vs-real floor of
+    # every metric (computed before scheduling, cached, shown beside every value in
+    # tables and the report); 0 = no floors.
+    floor_splits: int = field(default=5, metadata={"min": 0, "max": 100})
     # The preset this study was resolved with (set by parse_study; recorded in the
     # study.yaml as run, which can itself be run again).
     preset: Optional[str] = None
