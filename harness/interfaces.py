@@ -266,6 +266,9 @@ class EvalContext:
     truncation: Optional[float] = None
     # Metric options by metric name (eval.metric_options), validated by the metric registry.
     options: Dict[str, Any] = field(default_factory=dict)
+    # Reference statistics loaded from a .npz (harness.metrics.reference_stats.load_stats)
+    # in place of real images: only Fréchet distances can use them.
+    reference_stats: Optional[Dict[str, Any]] = None
     # What metrics leave for the record beside their numbers (images of the closest
     # generated/training pairs), by name; filled per evaluation.
     artifacts: Dict[str, Any] = field(default_factory=dict)

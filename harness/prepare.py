@@ -123,7 +123,11 @@ def ensure_floors(plan, record, out: Callable[[str], None] = print) -> List[dict
         e = spec.eval
         if not splits or not e.metrics:
             continue
-        image_set = load_image_set(spec.dataset)
+        try:
+            image_set = load_image_set(spec.dataset)
+        except (ConfigError, OSError) as err:  # that trial fails on its own, recorded; the study goes on
+            out(f"no real-vs-real floor for {spec.dataset.name}: {err}")
+            continue
         key = (image_set.rgb_fingerprint, tuple(e.metrics), e.n_samples, repr(sorted(e.metric_options.items())))
         if key in seen:
             continue

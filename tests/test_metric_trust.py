@@ -354,3 +354,92 @@ def test_split_prints_the_real_vs_real_floor(capsys, isolated_cache):
     assert main(["metric", "--real", "lfw-faces", "--split", "--metrics", "swd", "--option",
                  "kid_effnet.subset_size=5"]) == 2
     assert "--option" in capsys.readouterr().err
+
+
+def test_is_inception_matches_torch_fidelity(stand_in_inception, monkeypatch):
+    """Catches: np.array_split parts instead of i*N//splits, no shuffle (seed 2020), the fc
+    bias in the logits. (A random stand-in's pool3 features barely depend on the image, so
+    the score itself is checked on varied logits, and the logits on real images.)"""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from harness.metrics import feature_metrics
+    from harness.metrics.stats import inception_score
+
+    # the score: 25 samples (not a multiple of the 10 splits), logits that vary
+    logits = torch.from_numpy(np.random.default_rng(0).normal(scale=3.0, size=(25, 1008)))
+    theirs = isc_features_to_metric(logits, splits=10, shuffle=True, rng_seed=2020)
+    ours = inception_score(logits.numpy(), splits=10, shuffle_seed=2020)
+    assert ours["is"] == pytest.approx(theirs["inception_score_mean"], rel=1e-12)
+    assert ours["is_std"] == pytest.approx(theirs["inception_score_std"], rel=1e-9)
+    # the logits: pool3 features times fc.weight, no bias (a bias that matters)
+    state = torch.load(stand_in_inception, weights_only=True)
+    state["fc.bias"].uniform_(-5, 5)
+    torch.save(state, stand_in_inception)
+    monkeypatch.setattr(ex, "INCEPTION_SHA256", ex.sha256_file(stand_in_inception))
+    monkeypatch.setattr(ex, "INCEPTION_BYTES", stand_in_inception.stat().st_size)
+    monkeypatch.setattr(feature_metrics, "_EXTRACTORS", {})
+    imgs = _real_uint8(32, 25)
+    ref_net = FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased"],
+                                          feature_extractor_weights_path=str(stand_in_inception)).eval()
+    with torch.no_grad():
+        their_logits = ref_net(imgs)[0].double().numpy()
+    extractor = ex.InceptionV3(torch.device("cpu"), "tf_compat", backend="torch")
+    our_logits = extractor.logits(extractor.features(imgs.float() / 127.5 - 1))
+    assert np.abs(our_logits - their_logits).max() <= 1e-4
+    x = imgs.float() / 127.5 - 1
+    ctx = _ctx(x, x)
+    ctx.feature_backend = "torch"
+    out = evaluate(["is_inception"], ctx)
+    assert out["values"]["is_inception"] == pytest.approx(isc_features_to_metric(
+        torch.from_numpy(their_logits), splits=10, shuffle=True, rng_seed=2020)["inception_score_mean"], rel=1e-6)
+    assert out["higher_is_better"]["is_inception"] is True
+    assert out["protocol"]["is_inception"]["shuffle_seed"] == 2020
+
+
+# ------------------------------------------------------------------ reference statistics (.npz)
+def test_reference_stats_round_trip_and_foreign_layouts(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["data", "build", "lfw-faces", "--resolution", "16"]) == 0
+    stats = tmp_path / "lfw.npz"
+    assert main(["metric", "--real", "lfw-faces", "--metrics", "fd_effnet", "--save-stats", str(stats)]) == 0
+    capsys.readouterr()
+    with np.load(stats, allow_pickle=False) as data:
+        assert data["mu"].shape == (1280,) and data["sigma"].shape == (1280, 1280)
+        assert str(data["pipeline"]) == "bilinear224" and str(data["n"]) == "100"
+    # the same number from the statistics as from the images
+    direct = ["metric", "--real", "lfw-faces", "--fake", "lfw-faces", "--n", "40", "--metrics", "fd_effnet", "--json"]
+    via = ["metric", "--real", str(stats), "--fake", "lfw-faces", "--n", "40", "--metrics", "fd_effnet", "--json"]
+    assert main(direct) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(via) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert b["values"]["fd_effnet"] == pytest.approx(a["values"]["fd_effnet"], rel=1e-9)
+    assert b["protocol"]["fd_effnet"]["reference_pipeline"] == "verified" and b["real"]["n"] == 100
+    # pytorch-fid's layout (mu, sigma only): accepted, marked unverified, with a warning
+    with np.load(stats) as data:
+        np.savez(tmp_path / "pfid.npz", mu=data["mu"], sigma=data["sigma"])
+    assert main([*via[:2], str(tmp_path / "pfid.npz"), *via[3:]]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["protocol"]["fd_effnet"]["reference_pipeline"] == "unverified"
+    assert "does not say which extractor" in captured.err
+    # refused before any computation: wrong shape, dtype, another pipeline, a non-Fréchet metric
+    with np.load(stats) as data:
+        mu, sigma = data["mu"], data["sigma"]
+    bad = {"shape.npz": dict(mu=mu[:10], sigma=sigma),
+           "dtype.npz": dict(mu=mu.astype(np.int64), sigma=sigma),
+           "other.npz": dict(mu=mu, sigma=sigma, extractor=np.array("efficientnet-lite0"),
+                             pipeline=np.array("tf_compat"), weights_sha256=np.array(ex.EFFNET_SHA256)),
+           "names.npz": dict(m=mu, s=sigma)}
+    messages = {"shape.npz": r"\[mu\]: got \(10,\); expected shape \(1280,\) for fd_effnet",
+                "dtype.npz": r"\[mu\]: got 'int64'; expected a float array",
+                "other.npz": r"\[pipeline\]: got 'tf_compat'; expected bilinear224",
+                "names.npz": r"expected arrays named mu and sigma"}
+    for name, arrays in bad.items():
+        np.savez(tmp_path / name, **arrays)
+        assert main([*via[:2], str(tmp_path / name), *via[3:]]) == 2
+        err = capsys.readouterr().err
+        assert __import__("re").search(messages[name], err), err
+    assert main(["metric", "--real", str(stats), "--fake", "lfw-faces", "--metrics", "kid_effnet"]) == 2
+    assert "exactly one Fréchet distance metric" in capsys.readouterr().err

@@ -306,6 +306,7 @@ def test_summary_reads_records(tmp_path, capsys):
     assert len(js) == 4
     from harness.cli import main
 
+    capsys.readouterr()  # the study's own output (datasets, floors)
     assert main(["summary", str(root), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("trial_id,phase,status")
     assert main(["summary", str(tmp_path)]) == 2  # not a study directory

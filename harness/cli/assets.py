@@ -135,9 +135,13 @@ def cmd_metric(args: argparse.Namespace) -> int:
         METRICS.get(name, f"--metrics[{i}]")
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads", args.threads, "an integer >= 1")
-    if args.split == (args.fake is not None):
+    if args.save_stats is not None and (args.split or args.fake is not None):
+        raise ConfigError("--save-stats", args.save_stats, "--real DATASET alone (no --fake, no --split)")
+    if args.save_stats is None and args.split == (args.fake is not None):
         raise ConfigError("--fake", args.fake, "either --fake SOURCE or --split (the real-vs-real floor), not both"
                           if args.split else "a dataset, trial directory or checkpoint (or --split for the floor)")
+    if args.real.endswith(".npz") and (args.split or args.save_stats):
+        raise ConfigError("--real", args.real, "a dataset for --split and --save-stats (a .npz has no images)")
     if args.splits < 1:
         raise ConfigError("--splits", args.splits, "an integer >= 1")
     options = _metric_options(args.option)
@@ -146,13 +150,18 @@ def cmd_metric(args: argparse.Namespace) -> int:
             raise ConfigError("--option", name, "options of a metric given in --metrics (" + ", ".join(names) + ")")
         METRICS.validate_kwargs(name, opts, f"--option {name}")
     for name in (args.real, args.fake):  # a built-in dataset named here is built first, like a trial's
-        if name is not None and not Path(name).exists():
+        if name is not None and not Path(name).exists() and not name.endswith(".npz"):
             prepare_dataset(name, args.resolution)
     result = measure(args.real, args.fake, names, n=args.n, resolution=args.resolution, device=args.device,
                      seed=args.seed, threads=args.threads, backend=args.backend, split=args.split,
-                     splits=args.splits, options=options, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+                     splits=args.splits, options=options, save_stats=args.save_stats,
+                     warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
+        return 0
+    if args.save_stats:
+        print(f"wrote {result['saved']}: mu, sigma of {result['n']} images of {args.real} for {result['metric']} "
+              f"({result['dim']}-d; " + ", ".join(f"{k}={v}" for k, v in result["protocol"].items()) + ")")
         return 0
     if args.split:
         print(f"real-vs-real floor of {args.real} ({result['real']['n']} images, {result['real']['resolution']} px):"
@@ -197,7 +206,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("metric", help="evaluate a generator or dataset against a dataset")
-    p.add_argument("--real", required=True, help="reference dataset: a name or an .hdf5 path")
+    p.add_argument("--real", required=True,
+                   help="reference dataset: a name or an .hdf5 path; or a .npz of mu/sigma (pytorch-fid, clean-fid "
+                        "or --save-stats layout) for one Fréchet distance metric")
+    p.add_argument("--save-stats", default=None, metavar="PATH.npz",
+                   help="write --real's mu and sigma for one Fréchet distance metric (no --fake)")
     p.add_argument("--fake", default=None,
                    help="a dataset name/.hdf5 path (a random --n of its images), a trial directory or a ckpt-*.pt "
                         "file")

@@ -84,7 +84,9 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     """Compute the named metrics; return their values, protocols, each value key's
     direction and metric, the environment that computed them (feature backend: not part
     of the protocol) and the artifacts they left (closest generated/training pairs)."""
-    check_sizes(names, ctx.n_fake, int(ctx.real.shape[0]), ctx.options)
+    ref = ctx.reference_stats
+    n_real = (ref["stats"].n or None) if ref else int(ctx.real.shape[0])
+    check_sizes(names, ctx.n_fake, n_real, ctx.options)
     values: Dict[str, float] = {}
     protocol: Dict[str, Any] = {}
     higher: Dict[str, bool] = {}
@@ -105,7 +107,7 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
             higher.update({k: bool(declared[k]) for k in result})
             metric_of.update({k: name for k in result})
             # the metric's own protocol records its effective options (defaults included)
-            protocol[name] = {"n_fake": ctx.n_fake, "n_real": int(ctx.real.shape[0]),
+            protocol[name] = {"n_fake": ctx.n_fake, "n_real": n_real,
                               "reference": ctx.dataset_fingerprint, "seed": ctx.seed, "truncation": ctx.truncation,
                               **metric.protocol()}
             environment.update(metric.environment())

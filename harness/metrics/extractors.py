@@ -383,6 +383,14 @@ class InceptionV3(FeatureExtractor):
         net.load_state_dict(state)
         return _Pool3Features(net)
 
+    @torch.no_grad()
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        # torch-fidelity's 'logits_unbiased': pool3 features times the fc weights, no bias
+        if not hasattr(self, "_fc_weight"):
+            self._fc_weight = self.state_dict()["fc.weight"].double().to(self.device)
+        x = torch.as_tensor(features, dtype=torch.float64, device=self._fc_weight.device)
+        return (x @ self._fc_weight.T).cpu().numpy()
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         if self.pipeline == "legacy_pytorch":
             x = F.interpolate(images.float() / 255.0, size=(299, 299), mode="bilinear", align_corners=False)

@@ -132,6 +132,15 @@ class _Frechet(_FeatureMetric):
     scale = "squared feature distance"
     description = ("The Fréchet distance between Gaussians fitted to real and generated features; 0 = the same "
                    "mean and covariance; biased upward at small n (report the reference set's own floor).")
+    def compute(self, ctx: EvalContext) -> Dict[str, float]:
+        if ctx.reference_stats is None:
+            return super().compute(ctx)
+        ext = self._extractor(ctx)  # statistics from a .npz, checked against this extractor's protocol
+        ref, f = ctx.reference_stats, GaussianStats.of(fake_features(ext, ctx))
+        self._protocol.update(reference_stats=ref["sha256"],
+                              reference_pipeline="verified" if ref["verified"] else "unverified")
+        return {self.key: frechet_distance(ref["stats"].mu, ref["stats"].sigma, f.mu, f.sigma)}
+
     def measure(self, real, fake, ctx):
         return {self.key: frechet_of(real, fake, self, ctx)}
 
@@ -273,6 +282,7 @@ class _IS(_FeatureMetric):
     head's class probabilities, 10 splits; higher is better."""
     higher_is_better = True
     splits = 10
+    shuffle_seed: Optional[int] = None
     scale = "exp(KL), 1 to the number of classes (_std: over splits)"
 
     def keys(self):
@@ -283,13 +293,15 @@ class _IS(_FeatureMetric):
 
     def compute(self, ctx: EvalContext) -> Dict[str, float]:
         ext = self._extractor(ctx)
-        out = inception_score(ext.logits(fake_features(ext, ctx)), splits=self.splits)
+        out = inception_score(ext.logits(fake_features(ext, ctx)), splits=self.splits,
+                              shuffle_seed=self.shuffle_seed)
         self._used_splits = out["splits"]
         return {self.key: out["is"], f"{self.key}_std": out["is_std"]}
 
     def protocol(self):
-        return {**super().protocol(), "classifier": "ImageNet-1k head", "splits": getattr(self, "_used_splits",
-                                                                                       self.splits)}
+        return {**super().protocol(), "classifier": self.classifier, "splits": getattr(self, "_used_splits",
+                                                                                    self.splits),
+                "parts": "rows i*N//splits", "shuffle_seed": self.shuffle_seed}
 
 
 class _EffNet:
@@ -328,6 +340,16 @@ class ISEffNet(_EffNet, _IS):
     """Inception Score in EfficientNet-Lite0's ImageNet classes (seed D's metric, offline);
     not comparable with the Inception-v3 IS of papers."""
     key = "is_effnet"
+    classifier = "ImageNet-1k head"
+
+
+@METRICS.register("is_inception")
+class ISInception(_Inception, _IS):
+    """The Inception Score of papers: the FID Inception-v3's 1,008 logits without the fc bias
+    (torch-fidelity's ``logits_unbiased``), 10 splits after torch-fidelity's shuffle (seed 2020)."""
+    key = "is_inception"
+    classifier = "FID Inception-v3 fc, unbiased logits (1,008)"
+    shuffle_seed = 2020
 
 
 @METRICS.register("fid")

@@ -47,15 +47,19 @@ def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSp
 def measure(real: str, fake: Optional[str], metrics: List[str], n: Optional[int] = None,
             resolution: Optional[int] = None, device: str = "cpu", seed: int = 0, batch_size: int = 100,
             threads: Optional[int] = None, backend: Optional[str] = None, split: bool = False, splits: int = 5,
-            options: Optional[Dict[str, Any]] = None,
+            options: Optional[Dict[str, Any]] = None, save_stats: Optional[str] = None,
             warn: Callable[[str], None] = lambda message: None) -> Dict[str, Any]:
-    """Evaluate ``fake`` against ``real`` (or, with ``split``, ``real``'s own floor: its
-    halves against each other). ``threads``: torch and ONNX Runtime threads (default:
-    every core); ``backend``: the feature backend (auto, torch, onnxruntime)."""
+    """Evaluate ``fake`` against ``real`` — a dataset, or a ``.npz`` of reference
+    statistics for a Fréchet distance — (or, with ``split``, ``real``'s own floor: its
+    halves against each other; with ``save_stats``, write ``real``'s statistics for one
+    Fréchet metric there). ``threads``: torch and ONNX Runtime threads (default: every
+    core); ``backend``: the feature backend (auto, torch, onnxruntime)."""
     requested_backend(backend)  # a bad name fails before anything is loaded
     saved = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     try:
+        if save_stats is not None:
+            return _save_stats(real, metrics, save_stats, resolution, device, backend)
         if split:
             return _floor(real, metrics, n, resolution, device, seed, batch_size, backend, splits, options or {})
         if fake is None:
@@ -64,7 +68,7 @@ def measure(real: str, fake: Optional[str], metrics: List[str], n: Optional[int]
             warn(f"--fake {fake} is the reference set itself: this compares a set with itself (0 for a distance, "
                  f"the best possible, not a floor a generator can reach); `ganbench metric --real {real} --split` "
                  "gives the real-vs-real floor")
-        return _measure(real, fake, metrics, n, resolution, device, seed, batch_size, backend, options or {})
+        return _measure(real, fake, metrics, n, resolution, device, seed, batch_size, backend, options or {}, warn)
     finally:
         torch.set_num_threads(saved)  # a library call leaves the caller's setting as it was
 
@@ -77,7 +81,8 @@ def _random_subset(images: torch.Tensor, count: int, seed: int) -> torch.Tensor:
 
 
 def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolution: Optional[int], device: str,
-             seed: int, batch_size: int, backend: Optional[str], options: Dict[str, Any]) -> Dict[str, Any]:
+             seed: int, batch_size: int, backend: Optional[str], options: Dict[str, Any],
+             warn: Callable[[str], None]) -> Dict[str, Any]:
     dev = torch.device(device)
     source: Dict[str, Any] = {"fake": fake}
     fake_path = Path(fake)
@@ -101,14 +106,24 @@ def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolut
         generate = batches_of(fake_images, batch_size, dev)
         source.update({"kind": "dataset", "fingerprint": fake_fp,
                        "subset": f"random {n_fake} (seed {seed})" if subset else "all"})
-    real_images, real_fp = _images(real, resolution)
-    check_sizes(metrics, n_fake, int(real_images.shape[0]), options, fake_path="--n (generated images)",
-                real_path=f"--real {real}")
+    reference = None
+    if real.endswith(".npz"):
+        reference = _reference_stats(real, metrics, dev, backend)
+        real_images, real_fp = torch.zeros(0, 3, resolution or 1, resolution or 1), f"npz-sha256:{reference['sha256']}"
+        if reference["verified"] is False:
+            warn(f"{real} does not say which extractor and pipeline made it (a pytorch-fid or clean-fid file): "
+                 f"its dimension fits {metrics[0]}; the protocol records reference_pipeline=unverified")
+    else:
+        real_images, real_fp = _images(real, resolution)
+        check_sizes(metrics, n_fake, int(real_images.shape[0]), options, fake_path="--n (generated images)",
+                    real_path=f"--real {real}")
     ctx = EvalContext(real=real_images.to(dev), generate=generate, n_fake=n_fake, device=dev, seed=seed,
-                      dataset_fingerprint=real_fp, feature_backend=backend, truncation=truncation, options=options)
+                      dataset_fingerprint=real_fp, feature_backend=backend, truncation=truncation, options=options,
+                      reference_stats=reference)
     result = evaluate(metrics, ctx)
     result.pop("artifacts", None)
-    result["real"] = {"name": real, "fingerprint": real_fp, "n": int(real_images.shape[0]), "resolution": resolution}
+    n_real = reference["stats"].n if reference else int(real_images.shape[0])
+    result["real"] = {"name": real, "fingerprint": real_fp, "n": n_real, "resolution": resolution}
     result["fake"] = {**source, "n": n_fake}
     return result
 
@@ -120,3 +135,42 @@ def _floor(real: str, metrics: List[str], n: Optional[int], resolution: Optional
                        batch_size=batch_size, backend=backend, options=options)
     return {**floor, "real": {"name": real, "fingerprint": fingerprint, "n": int(images.shape[0]),
                               "resolution": int(images.shape[-1])}}
+
+
+def _frechet_metric(metrics: List[str], field: str) -> Any:
+    """The one Fréchet-distance metric class a statistics file serves."""
+    from harness.metrics.feature_metrics import _Frechet
+    from harness.registry import METRICS
+
+    frechet = sorted(n for n in METRICS.names() if issubclass(METRICS.get(n).obj, _Frechet))
+    if len(metrics) != 1 or metrics[0] not in frechet:
+        raise ConfigError("--metrics", ",".join(metrics), f"exactly one Fréchet distance metric with {field} "
+                          f"({', '.join(frechet)}): a .npz holds only mu and sigma")
+    return METRICS.get(metrics[0]).obj
+
+
+def _reference_stats(path: str, metrics: List[str], dev: torch.device, backend: Optional[str]) -> Dict[str, Any]:
+    from harness.metrics.feature_metrics import extractor
+    from harness.metrics.reference_stats import load_stats
+
+    cls = _frechet_metric(metrics, "--real STATS.npz")
+    ext = extractor(cls.extractor_name, cls.pipeline, dev, backend)
+    return load_stats(Path(path), metrics[0], ext.protocol())
+
+
+def _save_stats(real: str, metrics: List[str], path: str, resolution: Optional[int], device: str,
+                backend: Optional[str]) -> Dict[str, Any]:
+    from harness.metrics.feature_metrics import extractor
+    from harness.metrics.reference_stats import save_stats
+    from harness.metrics.stats import GaussianStats
+
+    cls = _frechet_metric(metrics, "--save-stats")
+    images, fingerprint = _images(real, resolution)
+    if images.shape[0] < 2:
+        raise ConfigError("--real", real, "at least 2 images for a covariance")
+    ext = extractor(cls.extractor_name, cls.pipeline, torch.device(device), backend)
+    stats = GaussianStats.of(ext.features(images.to(device)))
+    written = save_stats(Path(path), stats, ext.protocol(), fingerprint)
+    return {"saved": str(written), "metric": metrics[0], "n": stats.n, "dim": int(stats.mu.shape[0]),
+            "protocol": ext.protocol(), "real": {"name": real, "fingerprint": fingerprint, "n": stats.n,
+                                                 "resolution": int(images.shape[-1])}}

@@ -111,19 +111,25 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> Dict[str
     return {"density": float(density), "coverage": float(coverage)}
 
 
-def inception_score(logits: np.ndarray, splits: int = 10) -> Dict[str, float]:
+def inception_score(logits: np.ndarray, splits: int = 10, shuffle_seed: Optional[int] = None) -> Dict[str, float]:
     """exp(E_x KL(p(y|x) || p(y))) from classifier logits (Salimans et al. 2016), as the
-    mean and standard deviation over ``splits`` equal parts (the usual 10; fewer when
-    there are fewer samples than splits). 1 for constant predictions; at most the
+    mean and (population) standard deviation over ``splits`` parts, split as torch-fidelity
+    does: part i is rows [i*N//splits, (i+1)*N//splits) (fewer parts when there are fewer
+    samples than splits), after a permutation by ``np.random.RandomState(shuffle_seed)``
+    when one is given (torch-fidelity: 2020). 1 for constant predictions; at most the
     number of classes."""
     z = np.asarray(logits, np.float64)
     if z.ndim != 2 or z.shape[0] == 0:
         raise ValueError(f"inception_score needs N x classes logits, got shape {z.shape}")
+    if shuffle_seed is not None:
+        z = z[np.random.RandomState(shuffle_seed).permutation(z.shape[0])]
     z = z - z.max(axis=1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     p = np.exp(log_p)
+    n, parts = z.shape[0], min(splits, z.shape[0])
     scores = []
-    for part in np.array_split(np.arange(z.shape[0]), min(splits, z.shape[0])):
+    for i in range(parts):
+        part = slice(i * n // parts, (i + 1) * n // parts)
         log_py = np.log(p[part].mean(axis=0) + 1e-300)
         scores.append(float(np.exp((p[part] * (log_p[part] - log_py)).sum(axis=1).mean())))
     return {"is": float(np.mean(scores)), "is_std": float(np.std(scores)), "splits": len(scores)}
