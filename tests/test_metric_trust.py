@@ -336,9 +336,11 @@ def test_split_prints_the_real_vs_real_floor(capsys, isolated_cache):
 
     assert main(["data", "build", "lfw-faces", "--resolution", "16"]) == 0
     capsys.readouterr()
-    assert main(["metric", "--real", "lfw-faces", "--split", "--splits", "3", "--metrics", "swd,prdc_effnet",
+    assert main(["metric", "--real", "lfw-faces", "--split", "--splits", "3", "--metrics", "swd,fd_effnet",
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    # two different halves: a set against itself would read 0 (up to rounding)
+    assert min(out["floor"]["fd_effnet"]["values"]) > 1.0
     assert out["n"] == 50 and out["splits"] == 3
     assert len(out["floor"]["swd"]["values"]) == 3 and out["values"]["swd"] == pytest.approx(
         np.mean(out["floor"]["swd"]["values"]))
@@ -443,3 +445,50 @@ def test_reference_stats_round_trip_and_foreign_layouts(tmp_path, capsys):
         assert __import__("re").search(messages[name], err), err
     assert main(["metric", "--real", str(stats), "--fake", "lfw-faces", "--metrics", "kid_effnet"]) == 2
     assert "exactly one Fréchet distance metric" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ FD-infinity and the bootstrap
+def test_fd_infinity_removes_the_small_n_bias():
+    """Gaussian features whose true FD is 0: FD at n is biased upward ~ 1/n, FD∞ is not.
+    Catches: the intercept replaced by the slope or the last point, fits in N instead of 1/N."""
+    from harness.metrics.stats import GaussianStats, frechet_distance, frechet_infinity
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(4000, 16)), rng.normal(size=(1000, 16))
+    r, f = GaussianStats.of(real), GaussianStats.of(fake)
+    biased = frechet_distance(r.mu, r.sigma, f.mu, f.sigma)
+    out = frechet_infinity(real, fake, points=15, min_fraction=0.1)
+    assert biased > 0.03  # ~ d^2 / (2n) for d = 16 at n = 1000, plus the reference's own bias
+    assert abs(out["fd_inf"]) < 0.3 * biased, (out["fd_inf"], biased)
+    assert out["sizes"][0] == 100 and out["sizes"][-1] == 1000 and len(out["sizes"]) == 15
+    # a real difference survives the extrapolation
+    shifted = frechet_infinity(real, fake + 0.5, points=15)
+    assert shifted["fd_inf"] == pytest.approx(16 * 0.25, rel=0.1)
+
+
+def test_bootstrap_interval_brackets_the_value():
+    from harness.metrics.stats import GaussianStats, bootstrap_frechet, frechet_distance
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(300, 8)), rng.normal(size=(300, 8)) + 0.3
+    r, f = GaussianStats.of(real), GaussianStats.of(fake)
+    value = frechet_distance(r.mu, r.sigma, f.mu, f.sigma)
+    out = bootstrap_frechet(real, fake, resamples=200, level=0.95)
+    assert out["low"] < value < out["high"] and out["std"] > 0
+    narrow = bootstrap_frechet(real, fake, resamples=200, level=0.5)
+    assert out["low"] < narrow["low"] < narrow["high"] < out["high"]
+    assert bootstrap_frechet(real, fake, resamples=50, seed=3) == bootstrap_frechet(real, fake, resamples=50, seed=3)
+
+
+def test_opt_in_metrics_run_and_refuse_small_sets():
+    real = torch.rand(40, 3, 16, 16) * 2 - 1
+    fake = torch.rand(40, 3, 16, 16) * 2 - 1
+    out = evaluate(["fd_effnet", "fd_inf_effnet", "fd_bootstrap_effnet"],
+                   _ctx(real, fake, options={"fd_inf_effnet": {"points": 5, "min_fraction": 0.25},
+                                             "fd_bootstrap_effnet": {"resamples": 20}}))
+    v = out["values"]
+    assert np.isfinite(v["fd_inf_effnet"]) and v["fd_effnet_boot_low"] < v["fd_effnet_boot_high"]
+    assert out["protocol"]["fd_inf_effnet"]["points"] == 5 and out["metric_of"]["fd_effnet_boot_std"] == \
+        "fd_bootstrap_effnet"
+    with pytest.raises(ConfigError, match=r"at least 30 generated images for fd_inf_effnet \(15 subset sizes"):
+        evaluate(["fd_inf_effnet"], _ctx(real, fake[:20]))

@@ -35,12 +35,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    root = _psd_sqrt(s1)
-    middle = root @ s2 @ root
-    middle = (middle + middle.T) / 2  # exact symmetry against rounding
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0, None)).sum()
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+    return _frechet_with_root(mu1, s1, _psd_sqrt(s1), mu2, s2)
 
 
 def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 100,
@@ -169,3 +164,53 @@ def memorization(real: np.ndarray, fake: np.ndarray, threshold: float = 0.5,
     penalty = 1.0 / (mem_d + 1e-14) if mem_d < cosine_eps else 1.0
     return {"fraction": float((ratio < threshold).mean()), "median_ratio": float(np.median(ratio)),
             "cosine_distance": mem_d, "penalty": float(penalty), "ratio": ratio, "nearest": nearest}
+
+
+def frechet_infinity(real: np.ndarray, fake: np.ndarray, points: int = 15, min_fraction: float = 0.1,
+                     seed: int = 0) -> Dict[str, Any]:
+    """FD∞ (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and where to
+    find them"): the Fréchet distance of ``points`` random subsets of the fakes, of sizes
+    evenly spaced from ``min_fraction`` of them to all, against all reals; a straight line
+    through (1/N, FD_N) by least squares, extrapolated to 1/N = 0 (FD's bias is ~linear in
+    1/N). Returns the intercept, the slope and the sizes used."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    n = fake.shape[0]
+    sizes = np.unique(np.linspace(max(2, int(round(min_fraction * n))), n, points).astype(int))
+    if len(sizes) < 2:
+        raise ValueError(f"FD-infinity needs at least two distinct subset sizes; {n} fake samples give {sizes}")
+    rng = np.random.default_rng(seed)
+    r_mu, r_sigma = real.mean(axis=0), np.cov(real, rowvar=False)
+    root = _psd_sqrt(r_sigma)
+    values = []
+    for size in sizes:
+        part = fake[rng.permutation(n)[:size]]
+        values.append(_frechet_with_root(r_mu, r_sigma, root, part.mean(axis=0), np.cov(part, rowvar=False)))
+    slope, intercept = np.polyfit(1.0 / sizes, np.asarray(values), 1)
+    return {"fd_inf": float(intercept), "slope": float(slope), "sizes": sizes.tolist(), "values": values}
+
+
+def _frechet_with_root(mu1, sigma1, root1, mu2, sigma2) -> float:
+    """frechet_distance with sqrt(sigma1) precomputed (the reference's, shared by many fakes)."""
+    middle = root1 @ sigma2 @ root1
+    middle = (middle + middle.T) / 2  # exact symmetry against rounding
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def bootstrap_frechet(real: np.ndarray, fake: np.ndarray, resamples: int = 50, level: float = 0.95,
+                      resample_real: bool = True, seed: int = 0) -> Dict[str, Any]:
+    """A percentile bootstrap interval of one evaluation's Fréchet distance: the fakes (and,
+    with ``resample_real``, the reals) drawn with replacement ``resamples`` times."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    rng = np.random.default_rng(seed)
+    fixed_root = None if resample_real else _psd_sqrt(np.cov(real, rowvar=False))
+    values = []
+    for _ in range(resamples):
+        f = fake[rng.integers(0, fake.shape[0], fake.shape[0])]
+        r = real[rng.integers(0, real.shape[0], real.shape[0])] if resample_real else real
+        r_sigma = np.cov(r, rowvar=False)
+        root = fixed_root if fixed_root is not None else _psd_sqrt(r_sigma)
+        values.append(_frechet_with_root(r.mean(axis=0), r_sigma, root, f.mean(axis=0), np.cov(f, rowvar=False)))
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return {"low": float(low), "high": float(high), "std": float(np.std(values, ddof=1)), "values": values}
