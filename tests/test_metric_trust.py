@@ -492,3 +492,47 @@ def test_opt_in_metrics_run_and_refuse_small_sets():
         "fd_bootstrap_effnet"
     with pytest.raises(ConfigError, match=r"at least 30 generated images for fd_inf_effnet \(15 subset sizes"):
         evaluate(["fd_inf_effnet"], _ctx(real, fake[:20]))
+
+
+# ------------------------------------------------------------------ floors and pairs in a study
+def _floor_study(splits):
+    base = tiny_config(**{"eval.metrics": ["swd", "memorization_effnet"], "eval.every": 20,
+                          "optimization.iterations": 20})
+    return {"name": f"floors{splits}", "base": base, "floor_splits": splits, "seeds": [0, 1],
+            "variants": [{"name": "plain", "set": {}},
+                         {"name": "lr", "set": {"optimization.lr_g": 1e-3, "optimization.lr_d": 1e-3}}]}
+
+
+def test_a_study_shows_floors_and_the_closest_pairs(tmp_path):
+    import math
+
+    from harness.analysis import load_study
+    from harness.analysis.report import write_report
+    from harness.analysis.tables import comparison_table, gap_closed, pairwise_table
+    from harness.store import StudyRecord
+    from tests.conftest import run_study_inline
+
+    root = run_study_inline(_floor_study(3), tmp_path / "r")
+    floors = StudyRecord(root).read_floors()
+    assert len(floors) == 1 and floors[0]["splits"] == 3 and floors[0]["dataset"] == "shapes"
+    assert set(floors[0]["floor"]) >= {"swd", "memorization_effnet", "mifid_effnet"}
+    res = load_study(root)
+    assert res.floor("swd")["mean"] == pytest.approx(floors[0]["floor"]["swd"]["mean"])
+    assert res.floor("nn_ratio_effnet")["n"] == 32  # min(eval.n_samples, half of 64)
+    comparison = comparison_table(res, metrics=["best.swd"])
+    text = comparison.render("md")
+    assert "real vs real (floor)" in text and "Floor: the metric between two random halves" in text
+    pairwise = pairwise_table(res, metric="best.swd", baseline="plain")
+    data = pairwise.data.set_index("configuration")
+    floor = floors[0]["floor"]["swd"]["mean"]
+    expected = gap_closed(data.loc["plain", "mean"], data.loc["lr", "mean"], floor)
+    assert math.isfinite(expected) and data.loc["lr", "gap_closed"] == pytest.approx(expected)
+    assert "gap to floor closed" in pairwise.render("md")
+    assert gap_closed(10.0, 4.0, 2.0) == pytest.approx(0.75) and gap_closed(0.2, 0.6, 1.0) == pytest.approx(0.5)
+    page = write_report(root, png=False, notice=lambda line: None).read_text()
+    section = page[page.index('id="memorisation"'):page.index('id="over-time"')]
+    assert section.count("<img") == 2 and "near-copies" in section  # one per configuration
+    # no floors when the study says so
+    plain = run_study_inline(_floor_study(0), tmp_path / "r0")
+    assert StudyRecord(plain).read_floors() == []
+    assert "real vs real" not in comparison_table(load_study(plain), metrics=["best.swd"]).render("md")
