@@ -159,7 +159,7 @@ class StudyRunner:
         as_run = self.study.to_dict()
         on_disk = self.record.read_study()
         if on_disk is not None:
-            if on_disk != as_run:
+            if on_disk != as_run and _with_defaults(on_disk) != as_run:
                 raise ConfigError("study", str(self.record.study_path), "the same study as the one already run "
                                   f"there (its {StudyRecord.STUDY_FILE} differs; use another --results or another "
                                   "study name to keep both)")
@@ -370,6 +370,16 @@ def _cluster_slots(res: st.ResourcesSpec) -> int:
     if res.gpus:
         slots = min(slots, int(total.get("GPU", 0) // res.gpus))
     return max(1, slots)
+
+
+def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """A study.yaml written by an older ganbench, with the fields added since at their
+    defaults (so a study run before a new field existed still resumes); None if it no
+    longer parses."""
+    try:
+        return st.parse_study(as_run).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        return None
 
 
 def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "results", address: Optional[str] = None,

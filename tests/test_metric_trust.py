@@ -495,8 +495,8 @@ def test_opt_in_metrics_run_and_refuse_small_sets():
 
 
 # ------------------------------------------------------------------ floors and pairs in a study
-def _floor_study(splits):
-    base = tiny_config(**{"eval.metrics": ["swd", "memorization_effnet"], "eval.every": 20,
+def _floor_study(splits, metrics=("swd", "memorization_effnet")):
+    base = tiny_config(**{"eval.metrics": list(metrics), "eval.every": 20,
                           "optimization.iterations": 20})
     return {"name": f"floors{splits}", "base": base, "floor_splits": splits, "seeds": [0, 1],
             "variants": [{"name": "plain", "set": {}},
@@ -536,3 +536,23 @@ def test_a_study_shows_floors_and_the_closest_pairs(tmp_path):
     plain = run_study_inline(_floor_study(0), tmp_path / "r0")
     assert StudyRecord(plain).read_floors() == []
     assert "real vs real" not in comparison_table(load_study(plain), metrics=["best.swd"]).render("md")
+
+
+def test_a_study_run_before_floors_existed_still_resumes(tmp_path):
+    """Its study.yaml lacks floor_splits: the same study, at its default."""
+    import yaml
+
+    from harness.errors import ConfigError as Refused
+    from harness.runner import StudyRunner
+    from harness.study import parse_study
+
+    study = parse_study(_floor_study(5, metrics=["swd"]))  # the default
+    runner = StudyRunner(study, tmp_path, resume=True, out=lambda line: None)
+    old = study.to_dict()
+    old.pop("floor_splits")
+    runner.record.write_study(old)
+    runner.prepare()  # accepted
+    changed = dict(old, seeds=[5])
+    runner.record.write_study(changed)
+    with pytest.raises(Refused, match="differs"):
+        StudyRunner(study, tmp_path, resume=True, out=lambda line: None).prepare()
