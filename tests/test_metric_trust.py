@@ -532,6 +532,8 @@ def test_a_study_shows_floors_and_the_closest_pairs(tmp_path):
     page = write_report(root, png=False, notice=lambda line: None).read_text()
     section = page[page.index('id="memorisation"'):page.index('id="over-time"')]
     assert section.count("<img") == 2 and "near-copies" in section  # one per configuration
+    glossary = page[page.index('id="glossary"'):page.index('id="samples"')]
+    assert "memorization_effnet: lower, mifid_effnet: lower, nn_ratio_effnet: higher" in glossary
     # no floors when the study says so
     plain = run_study_inline(_floor_study(0), tmp_path / "r0")
     assert StudyRecord(plain).read_floors() == []

@@ -43,7 +43,11 @@ def glossary(res: StudyResults) -> List[Entry]:
         info = _first_json(frame, column) or {}
         protocol = {k: v for k, v in (_first_json(frame, f"protocol.{metric}") or {}).items() if k != "seed"}
         values = [str(v) for v in info.get("values") or [metric]]
-        direction = "max" if info.get("higher_is_better") else "min"
+        directions = info.get("directions") or {}  # per value key (newer rows)
+        if len(set(directions.values())) > 1:
+            direction = ", ".join(f"{k}: {'max' if up else 'min'}" for k, up in directions.items())
+        else:
+            direction = "max" if info.get("higher_is_better") else "min"
         out.append(Entry(metric, values, str(info.get("description") or "(no description recorded)"),
                          str(info.get("scale") or ""), direction, protocol))
     return out

@@ -88,7 +88,8 @@ def _glossary_section(res: StudyResults) -> str:
     if not entries:
         return "<p>No metric has been evaluated yet (or the records predate metric descriptions).</p>"
     rows = [[e.metric, ", ".join(e.values), e.description, e.scale or "—",
-             "lower" if e.direction == "min" else "higher",
+             {"min": "lower", "max": "higher"}.get(e.direction, e.direction.replace("min", "lower")
+                                                 .replace("max", "higher")),
              "; ".join(f"{k}={v}" for k, v in sorted(e.protocol.items()))] for e in entries]
     return _plain_table(["metric", "values", "what it measures", "unit / scale", "better", "protocol"], rows,
                         "glossary", wrap=True)
