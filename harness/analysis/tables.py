@@ -294,7 +294,9 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
              "Exact permutation tests have a floor, 2/C(n+m, n): " + _floors(records, base.n, alpha) + "."]
     if floor:
         notes.append(_floor_note(floor) + " Gap to floor closed = (baseline − configuration) / (baseline − floor): "
-                     "0 % = no better than the baseline, 100 % = as close as real data gets.")
+                     "0 % = no better than the baseline, 100 % = as close as real data gets; above 100 %: below the floor, "
+                     "which is measured at a smaller n (half the reference set) and so carries more small-n bias "
+                     "than the trials' evaluations.")
     return Table(f"{results.name}: {col} against {labels[base_i]}", columns, table_rows, pd.DataFrame(records),
                  notes, align=["l"] + ["r"] * (len(columns) - 1), name="pairwise", warnings=_concerns(rows, by))
 
