@@ -212,13 +212,14 @@ OBJECTIVES = ("best", "last")
 
 @dataclass
 class SearchSpec:
-    # The metric the search optimizes (one of the base's eval.metrics).
+    # The value key the search optimizes: one reported by the base's eval.metrics
+    # (precision_effnet), or a metric of them that reports exactly one (fd_effnet).
     metric: str
     # Search trials Optuna proposes (ASHA may stop some early).
     n_trials: int = field(metadata={"min": 1})
     # Dotted config path -> the parameter's range or choices.
     space: Dict[str, ParamSpec] = field(default_factory=dict)
-    # min / max; null = the metric's own direction (FID: min).
+    # min / max; null = the value key's own direction (FID: min, precision: max).
     mode: Optional[str] = field(default=None, metadata={"choices": ("min", "max")})
     # best: the best value reached within the budget (seed A's protocol); last: final value.
     objective: str = field(default="best", metadata={"choices": OBJECTIVES})
