@@ -269,8 +269,10 @@ class EvalContext:
     # Reference statistics loaded from a .npz (harness.metrics.reference_stats.load_stats)
     # in place of real images: only Fréchet distances can use them.
     reference_stats: Optional[Dict[str, Any]] = None
-    # What metrics leave for the record beside their numbers (images of the closest
-    # generated/training pairs), by name; filled per evaluation.
+    # Whether the caller keeps what metrics leave beside their numbers (a trial's
+    # Reporter: the closest generated/training pairs); ``artifacts`` holds them by name,
+    # filled per evaluation. Floors and ``ganbench metric`` skip that work.
+    want_artifacts: bool = False
     artifacts: Dict[str, Any] = field(default_factory=dict)
 
 

@@ -132,7 +132,7 @@ def ensure_floors(plan, record, out: Callable[[str], None] = print) -> List[dict
         if key in seen:
             continue
         seen.add(key)
-        images = torch_images(image_set.images)
+        images = image_set.rgb_tensor()
         out(f"real-vs-real floor of {', '.join(e.metrics)} on {spec.dataset.name} ({len(images)} images, "
             f"{splits} splits into halves)")
         floor = real_floor(images, image_set.rgb_fingerprint, list(e.metrics), e.n_samples, splits=splits,
@@ -153,13 +153,6 @@ def _driver_device(spec, resolve):
         import torch
 
         return torch.device("cpu")
-
-
-def torch_images(images):
-    """uint8 N x C x H x W (numpy) -> the RGB view as floats in [-1, 1], as trials see it."""
-    import torch
-
-    return torch.from_numpy(images.copy())[:, :3].float().div(127.5).sub(1)
 
 
 def prepare_study(plan, record, out: Callable[[str], None] = print) -> None:

@@ -83,13 +83,21 @@ def _banner(res: StudyResults, phase: str) -> str:
             "Read the tables with these in mind (docs/concepts.md: fair comparisons).</div>")
 
 
+def _better_words(direction: str) -> str:
+    """'min' -> 'lower'; 'a: min, b: max' (a metric whose keys differ) -> 'a: lower, b: higher'."""
+    words = {"min": "lower", "max": "higher"}
+    if direction in words:
+        return words[direction]
+    return ", ".join(f"{key}: {words.get(d, d)}" for key, _, d in
+                     (part.rpartition(": ") for part in direction.split(", ")))
+
+
 def _glossary_section(res: StudyResults) -> str:
     entries = glossary(res)
     if not entries:
         return "<p>No metric has been evaluated yet (or the records predate metric descriptions).</p>"
     rows = [[e.metric, ", ".join(e.values), e.description, e.scale or "—",
-             {"min": "lower", "max": "higher"}.get(e.direction, e.direction.replace("min", "lower")
-                                                 .replace("max", "higher")),
+             _better_words(e.direction),
              "; ".join(f"{k}={v}" for k, v in sorted(e.protocol.items()))] for e in entries]
     return _plain_table(["metric", "values", "what it measures", "unit / scale", "better", "protocol"], rows,
                         "glossary", wrap=True)
@@ -130,14 +138,15 @@ def _protocol_section(res: StudyResults) -> str:
     return _plain_table(["metric", "trials", "protocol"], rows, "protocols", wrap=True) + note
 
 
-def _first_trials_with_grids(res: StudyResults, phase: str, least: int):
-    """(cell, trial row, its grid PNGs) for each cell's first trial (lowest seed) that
-    wrote at least ``least`` sample grids."""
+def _first_trials_with_grids(res: StudyResults, phase: str, least: int, grids: Optional[Callable] = None):
+    """(cell, trial row, its PNGs) for each cell's first trial (lowest seed) that wrote at
+    least ``least`` of them (``grids(trial_id)``; default: its sample grids)."""
+    grids = grids or (lambda trial_id: sample_grids(res, trial_id))
     rows = res.frame[res.frame["phase"] == phase]
     for cell in res.cells:
         trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
         for _, trial in trials.iterrows():
-            pngs = sample_grids(res, trial["trial_id"])
+            pngs = grids(trial["trial_id"])
             if len(pngs) >= least:
                 yield cell, trial, pngs
                 break
@@ -172,20 +181,13 @@ MEMORIZATION_SPACES = ("effnet", "inception")
 def _pairs_section(res: StudyResults, phase: str) -> str:
     """Per cell, its first trial's latest closest generated/training pairs of each
     memorisation check (generated images on top, each one's nearest training image below)."""
-    rows = res.frame[res.frame["phase"] == phase]
     figures = []
     for space in MEMORIZATION_SPACES:
-        fraction = f"final.memorization_{space}"
-        for cell in res.cells:
-            trials = rows[rows["cell"] == cell].sort_values(["seed", "trial_id"], na_position="last")
-            for _, trial in trials.iterrows():
-                pngs = pair_grids(res, trial["trial_id"], space)
-                if pngs:
-                    value = trial.get(fraction)
-                    share = f", near-copies {100 * float(value):.1f} %" if value is not None and value == value else ""
-                    figures.append(_grid_figure(pngs[-1], f"{html.escape(cell)}<br>{_trial_words(trial)}, iteration "
-                                                          f"{_grid_iteration(pngs[-1])}, {space} features{share}"))
-                    break
+        for cell, trial, pngs in _first_trials_with_grids(res, phase, 1, lambda t: pair_grids(res, t, space)):
+            value = trial.get(f"final.memorization_{space}")
+            share = f", near-copies {100 * float(value):.1f} %" if value is not None and value == value else ""
+            figures.append(_grid_figure(pngs[-1], f"{html.escape(cell)}<br>{_trial_words(trial)}, iteration "
+                                                  f"{_grid_iteration(pngs[-1])}, {space} features{share}"))
     if not figures:
         return "<p>No memorisation check (memorization_effnet / memorization_inception) was evaluated.</p>"
     return ("<p>The generated images closest to a training image (relative to that training image's own nearest "

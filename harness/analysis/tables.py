@@ -200,7 +200,8 @@ def comparison_table(results: StudyResults, by: Optional[Sequence[str]] = None,
         table_rows.append(row)
     floors = {col: results.floor(metric_of(col), rows) for col in mcols}
     if any(floors.values()):  # the real-vs-real floor beside every value
-        row = [Cell("real vs real (floor)"), Cell(""), Cell("")]
+        splits = next(f for f in floors.values() if f)["splits"]
+        row = [Cell("real vs real (floor)"), Cell(f"{splits} splits"), Cell("")]
         for col in mcols:
             f = floors[col]
             row += [Cell(mean_std(f["mean"], f["std"]) if f else "—"), Cell("")]
@@ -286,7 +287,7 @@ def pairwise_table(results: StudyResults, metric: Optional[str] = None, baseline
     columns = ["configuration", "n", "iterations", f"{col} (mean ± std)", "Δ vs baseline", "Δ %"] + (
         ["gap to floor closed"] if floor else []) + ["p (Welch)", "p (permutation)"]
     if floor:
-        table_rows.append([Cell("real vs real (floor)"), Cell(str(floor["splits"])), Cell(""),
+        table_rows.append([Cell("real vs real (floor)"), Cell(f"{floor['splits']} splits"), Cell(""),
                            Cell(mean_std(floor["mean"], floor["std"]))] + [Cell("")] * (len(columns) - 4))
     better = "lower" if direction == "min" else "higher"
     notes = [f"{results.name}, {phase} trials; {better} {metric_of(col)} is better; two-sided tests of equal means, "

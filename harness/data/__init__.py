@@ -45,6 +45,10 @@ class ImageSet:
         the same for a 4-channel (RGB + mask) set as for its 3-channel version."""
         return self.fingerprint if self.images.shape[1] <= 3 else fingerprint(self.images[:, :3])
 
+    def rgb_tensor(self) -> "torch.Tensor":
+        """The RGB channels as floats in [-1, 1] on the CPU: what metrics compare against."""
+        return torch.from_numpy(self.images[:, :3].copy()).float().div(127.5).sub(1)
+
 
 def fingerprint(images: np.ndarray) -> str:
     """sha256 of the pixel bytes and shape: equal iff the data are equal."""

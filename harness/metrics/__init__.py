@@ -71,8 +71,13 @@ def check_sizes(names: List[str], n_fake: int, n_real: Optional[int], options: O
                 fake_path: str = "eval.n_samples", real_path: str = "the reference set") -> None:
     """Refuse, before anything is computed, a metric whose options need more generated or
     real images than the evaluation has (``n_real`` None: not known yet)."""
-    for name in names:
-        need = build(name, options).minimum_sizes()
+    _refuse_small({name: build(name, options) for name in names}, n_fake, n_real, fake_path, real_path)
+
+
+def _refuse_small(metrics: Dict[str, Any], n_fake: int, n_real: Optional[int], fake_path: str,
+                  real_path: str) -> None:
+    for name, metric in metrics.items():
+        need = metric.minimum_sizes()
         for side, have, path in (("n_fake", n_fake, fake_path), ("n_real", n_real, real_path)):
             least, why = need[side]
             if have is not None and have < least:
@@ -86,7 +91,8 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     of the protocol) and the artifacts they left (closest generated/training pairs)."""
     ref = ctx.reference_stats
     n_real = (ref["stats"].n or None) if ref else int(ctx.real.shape[0])
-    check_sizes(names, ctx.n_fake, n_real, ctx.options)
+    built = {name: build(name, ctx.options) for name in names}
+    _refuse_small(built, ctx.n_fake, n_real, "eval.n_samples", "the reference set")
     values: Dict[str, float] = {}
     protocol: Dict[str, Any] = {}
     higher: Dict[str, bool] = {}
@@ -96,8 +102,7 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
     ctx.memo = {}  # fakes are drawn once per evaluation and shared by its metrics
     ctx.artifacts = {}
     with full_precision(ctx.device):
-        for name in names:
-            metric = build(name, ctx.options)
+        for name, metric in built.items():
             declared = metric.keys()
             with torch.no_grad():
                 result = metric.compute(ctx)

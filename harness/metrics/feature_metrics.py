@@ -262,12 +262,11 @@ class _Memorization(_FeatureMetric):
         o = self.options
         out = memorization(real, fake, threshold=o.threshold, cosine_eps=o.cosine_eps)
         fd = frechet_of(real, fake, self, ctx)
-        if o.pairs:
+        if o.pairs and ctx.want_artifacts:
             order = np.argsort(out["ratio"], kind="stable")[:o.pairs]
             ctx.artifacts[f"nearest_pairs.{self.suffix}"] = {
                 "fake": images_at(ctx, [int(i) for i in order]),
-                "real": ctx.real[torch.as_tensor(out["nearest"][order])][:, :3].float().cpu(),
-                "ratio": [float(out["ratio"][i]) for i in order], "threshold": o.threshold}
+                "real": ctx.real[torch.as_tensor(out["nearest"][order])][:, :3].float().cpu()}
         return {f"memorization_{self.suffix}": out["fraction"], f"nn_ratio_{self.suffix}": out["median_ratio"],
                 f"mifid_{self.suffix}": fd * out["penalty"]}
 
@@ -307,7 +306,6 @@ class _FDInfinity(_FeatureMetric):
     def measure(self, real, fake, ctx):
         o = self.options
         out = frechet_infinity(real, fake, points=o.points, min_fraction=o.min_fraction, seed=ctx.seed)
-        self._sizes = out["sizes"]
         return {self.key: out["fd_inf"]}
 
     def protocol(self):

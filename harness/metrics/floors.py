@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from harness.data.cache import cache_dir
+from harness.errors import ConfigError
 from harness.interfaces import EvalContext
 from harness.metrics import check_sizes, evaluate
 from harness.store import atomic_write_json
@@ -56,8 +57,6 @@ def real_floor(images: torch.Tensor, fingerprint: str, names: List[str], n: Opti
     half = int(images.shape[0]) // 2
     n_eff = min(int(n or half), half)
     if splits < 1:
-        from harness.errors import ConfigError
-
         raise ConfigError("--splits", splits, "an integer >= 1")
     check_sizes(names, n_eff, half, options, fake_path="the floor's n (at most half the reference set)",
                 real_path="half the reference set")

@@ -22,8 +22,7 @@ from harness.spec import TrialSpec, parse_trial
 
 def _images(name: str, resolution: Optional[int]) -> Tuple[torch.Tensor, str]:
     image_set = load_built(name, resolution)
-    images = torch.from_numpy(image_set.images.copy())[:, :3].float().div(127.5).sub(1)
-    return images, image_set.rgb_fingerprint
+    return image_set.rgb_tensor(), image_set.rgb_fingerprint
 
 
 def generator_from(path: Path, device: torch.device) -> Tuple[Generator, TrialSpec, int]:
@@ -121,7 +120,7 @@ def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolut
                       dataset_fingerprint=real_fp, feature_backend=backend, truncation=truncation, options=options,
                       reference_stats=reference)
     result = evaluate(metrics, ctx)
-    result.pop("artifacts", None)
+    result.pop("artifacts")  # always empty here (want_artifacts is off)
     n_real = reference["stats"].n if reference else int(real_images.shape[0])
     result["real"] = {"name": real, "fingerprint": real_fp, "n": n_real, "resolution": resolution}
     result["fake"] = {**source, "n": n_fake}

@@ -43,7 +43,7 @@ def test_memorization_adds_at_most_ten_percent(benchmark):
     def context():
         return EvalContext(real=real, generate=FittingGenerator(G, 100, 0, torch.device("cpu")), n_fake=N,
                            device=torch.device("cpu"), seed=0, dataset_fingerprint=image_set.rgb_fingerprint,
-                           cache=cache)
+                           cache=cache, want_artifacts=True)  # as a trial's Reporter: the pairs are made
 
     evaluate(WITH_CHECK, context())  # warm: extractor loaded, real features cached
     times = {"default": [], "with_check": []}
