@@ -53,6 +53,12 @@ def build_networks(spec: TrialSpec) -> Tuple[torch.nn.Module, torch.nn.Module]:
     return arch.make_generator(), arch.make_discriminator()
 
 
+def build_on_meta(spec: Any) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """The spec's (G, D) without memory or initialisation cost: parameter shapes only."""
+    with torch.device("meta"):
+        return build_networks(spec)
+
+
 def model_info(spec: TrialSpec, G: torch.nn.Module, D: torch.nn.Module) -> Dict[str, Any]:
     """Sizes and batch arithmetic of a trial (``ganbench describe``, a record's env.json)."""
     o = spec.optimization

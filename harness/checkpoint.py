@@ -6,6 +6,13 @@ numbers, strings, lists and dicts only, so it loads with ``weights_only=True``);
 holds its sha256 and size. A checkpoint counts only if its manifest exists and the
 payload's checksum matches, so a kill at any moment leaves either the previous good
 checkpoint or the new one, never a half-written file that a resume would trust.
+
+A bad checkpoint is never skipped silently: :func:`load_latest` warns with the file and
+the reason when it falls back to an older one, and raises (exit 2, listing every file
+and reason) when checkpoints exist but none loads — a trial must not quietly restart
+from iteration 0 over its own series. A payload that safe loading refuses (pickled
+objects beyond tensors and plain data) is reported as such; the advice torch's error
+carries (to disable safe loading) is never passed on.
 """
 from __future__ import annotations
 
@@ -13,8 +20,9 @@ import hashlib
 import io
 import json
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -61,18 +69,52 @@ def load_file(pt: Path, manifest: Path, map_location: Any = "cpu") -> Dict[str, 
         data = Path(pt).read_bytes()
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{pt}: unreadable checkpoint ({err})") from None
-    if len(data) != meta.get("bytes") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+    if not isinstance(meta, dict) or len(data) != meta.get("bytes") \
+            or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"{pt}: checksum mismatch (truncated or corrupted checkpoint)")
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - whatever the payload makes the unpickler raise
+        raise CheckpointError(f"{pt}: refused by safe loading (weights_only=True): {_refusal(err)}; it is not a "
+                              "checkpoint ganbench wrote") from None
+    if not isinstance(state, dict) or "iteration" not in state:
+        raise CheckpointError(f"{pt}: not a ganbench training state (no iteration)")
+    return state
 
 
-def load_latest(directory: Path, map_location: Any = "cpu") -> Optional[Dict[str, Any]]:
-    """The newest checkpoint that verifies; older ones are tried if a newer one is bad."""
-    for _, manifest in reversed(_manifests(directory)):
+def _refusal(err: Exception) -> str:
+    """What the unpickler objected to, without the advice to disable safe loading."""
+    m = re.search(r"unsupported global:?\s+(?:GLOBAL\s+)?([A-Za-z_][\w.]*)", str(err), re.IGNORECASE)
+    if m:
+        return f"it would import {m.group(1).rstrip('.')}"
+    return f"{type(err).__name__} while unpickling"
+
+
+def load_latest(directory: Path, map_location: Any = "cpu",
+                warn: Optional[Callable[[str], None]] = None) -> Optional[Dict[str, Any]]:
+    """The newest checkpoint that verifies; None when ``directory`` holds none.
+
+    An older checkpoint is used when newer ones are bad, with a warning that names each
+    bad file and why (``warn``, default :func:`warnings.warn`). When checkpoints exist
+    and every one is bad, raises CheckpointError listing them all.
+    """
+    manifests = _manifests(directory)
+    bad: List[str] = []
+    for _, manifest in reversed(manifests):
         try:
-            return load_file(manifest.with_suffix(".pt"), manifest, map_location)
-        except CheckpointError:
+            state = load_file(manifest.with_suffix(".pt"), manifest, map_location)
+        except CheckpointError as err:
+            bad.append(str(err))
             continue
+        if bad:
+            message = (f"resuming from {manifest.with_suffix('.pt').name} (iteration {state['iteration']}); newer "
+                       "checkpoint(s) skipped: " + "; ".join(bad))
+            (warn or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(message)
+        return state
+    if bad:
+        raise CheckpointError(f"{directory}: none of its {len(bad)} checkpoint(s) loads, so the trial cannot resume "
+                              "and is not restarted over its own results: " + "; ".join(bad) + ". Move the "
+                              "checkpoints folder away to restart from iteration 0 on purpose")
     return None
 
 

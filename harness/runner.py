@@ -143,12 +143,13 @@ class StudyRunner:
     """Runs one planned study on Ray: prepares its folder, then each phase as a Tuner."""
 
     def __init__(self, plan: Union[st.Plan, st.StudySpec], results: os.PathLike, resume: bool = False,
-                 out: Callable[[str], None] = print):
+                 out: Callable[[str], None] = print, allow_new_data: bool = False):
         self.plan = plan if isinstance(plan, st.Plan) else st.Plan.of(plan)  # validates before scheduling
         self.study = self.plan.study
         self.record = StudyRecord(Path(results).resolve() / self.study.name)
         self.root = self.record.root
         self.resume = resume
+        self.allow_new_data = allow_new_data
         self.out = out
         self.plans = self.plan.trials
         self.mode = self.plan.mode
@@ -174,6 +175,28 @@ class StudyRunner:
         from harness.prepare import prepare_study
 
         prepare_study(self.plan, self.record, lambda line: self.out(f"[{self.study.name}] {line}"))
+        if on_disk is not None:
+            self._check_resumed_data()
+
+    def _check_resumed_data(self) -> None:
+        """Before anything is scheduled: every trial that would resume from a checkpoint
+        must find the data it started on (or the run says --allow-new-data)."""
+        from harness import checkpoint as ckpt
+        from harness.data import load_image_set
+        from harness.spec import parse_trial
+        from harness.trial import check_resumed_data
+
+        for rec in self.record.trial_records():
+            status = (rec.status() or {}).get("status")
+            if status not in (None, "running") or ckpt.latest_iteration(rec.checkpoints_dir) is None:
+                continue
+            try:
+                spec = parse_trial(rec.read_config())
+            except ConfigError:
+                continue
+            data = load_image_set(spec.dataset)
+            check_resumed_data(rec, spec.dataset.name, data.fingerprint, int(data.images.shape[0]),
+                               self.allow_new_data, field=f"trial {rec.root.name}: dataset.name")
 
     # -- phases ------------------------------------------------------------------------
     def run(self) -> "Any":
@@ -235,7 +258,7 @@ class StudyRunner:
         from harness.trainable import RunSettings, bind
 
         s = self.study.search
-        run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode)
+        run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode, self.allow_new_data)
         return bind(run, self.study.resources.cpus, self.study.resources.gpus)
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
@@ -383,10 +406,10 @@ def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "results", address: Optional[str] = None,
-              resume: bool = False, out: Callable[[str], None] = print):
+              resume: bool = False, out: Callable[[str], None] = print, allow_new_data: bool = False):
     """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame."""
     _tune()  # an untested Ray/Optuna is refused before anything is written or prepared
-    runner = StudyRunner(plan, results, resume=resume, out=out)
+    runner = StudyRunner(plan, results, resume=resume, out=out, allow_new_data=allow_new_data)
     runner.prepare()  # refuse a clashing results directory before Ray starts
     with ray_session(address):
         return runner.run()

@@ -19,7 +19,14 @@ import yaml
 from harness import registry
 from harness.clocks import CLOCKS, COMPUTE_DEVICES
 from harness.errors import ConfigError
-from harness.validation import build_dataclass, to_plain
+from harness.validation import INT_LIMIT, build_dataclass, to_plain
+
+# Caps on counts and sizes that are absurd on any machine (a laptop validates studies
+# meant for a GPU cluster, so none depends on this machine): they turn a typo such as
+# ``batch_size: 1.0e+12`` into an error now instead of a failed allocation later.
+MAX_COUNT = 10 ** 9        # iterations, intervals, images
+MAX_BATCH = 65536          # images in one forward pass
+MAX_ACCUMULATION = 4096
 
 
 def _names(reg: registry.Registry):
@@ -37,7 +44,7 @@ class DatasetSpec:
     # Real-only random horizontal flip (BigGAN-PyTorch's preparation).
     hflip: bool = False
     # Use only the first ``limit`` images (few-shot subsets); null = all.
-    limit: Optional[int] = field(default=None, metadata={"min": 1})
+    limit: Optional[int] = field(default=None, metadata={"min": 1, "max": MAX_COUNT})
     # Keyword arguments of a registered dataset (e.g. the size of a procedural set).
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
@@ -109,7 +116,7 @@ class RegularizerSpec:
     # A registered regularizer; each at most once per trial.
     name: str = field(metadata={"choices": _names(registry.REGULARIZERS)})
     # Multiplier of its loss term.
-    weight: float = field(default=1.0, metadata={"min": 0.0})
+    weight: float = field(default=1.0, metadata={"min": 0.0, "max": 1e6})
     # Keyword arguments of the named variant, checked by its own parameters.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
@@ -117,15 +124,15 @@ class RegularizerSpec:
 @dataclass
 class AccumulationSpec:
     # Gradient accumulation steps per optimizer step, separately for D and G (as BigGAN).
-    d: int = field(default=1, metadata={"min": 1})
+    d: int = field(default=1, metadata={"min": 1, "max": MAX_ACCUMULATION})
     # (g: the generator's; d: the discriminator's.)
-    g: int = field(default=1, metadata={"min": 1})
+    g: int = field(default=1, metadata={"min": 1, "max": MAX_ACCUMULATION})
 
 
 @dataclass
 class OptimizationSpec:
     # Images per forward pass; the effective batch is batch_size x accumulation.
-    batch_size: int = field(default=32, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1, "max": MAX_BATCH})
     accumulation: AccumulationSpec = field(default_factory=AccumulationSpec)
     # Adam learning rate of G.
     lr_g: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
@@ -134,21 +141,21 @@ class OptimizationSpec:
     # Adam betas, each in [0, 1).
     betas: Tuple[float, float] = (0.5, 0.999)
     # Adam epsilon; BigGAN uses 1e-6 (fp16) / 1e-8.
-    eps: float = field(default=1e-8, metadata={"min_exclusive": 0.0})
+    eps: float = field(default=1e-8, metadata={"min_exclusive": 0.0, "max": 1.0})
     # D updates per G update (5 for WGAN-GP, seed D).
-    d_steps: int = field(default=1, metadata={"min": 1})
+    d_steps: int = field(default=1, metadata={"min": 1, "max": 100})
     # G updates to train (each after d_steps D updates): the budget, or the cap of a
     # samples or seconds budget.
-    iterations: int = field(default=1000, metadata={"min": 1})
+    iterations: int = field(default=1000, metadata={"min": 1, "max": MAX_COUNT})
     # Stop once D has been shown this many real images (StyleGAN's kimg x 1000; each
     # iteration shows batch_size x accumulation.d x d_steps); null = no samples budget.
     # The budget no hardware can bend: the same on any machine, busy or idle.
-    samples: Optional[int] = field(default=None, metadata={"min": 1})
+    samples: Optional[int] = field(default=None, metadata={"min": 1, "max": MAX_COUNT * MAX_BATCH})
     # Stop after this many seconds of training on ``clock``, evaluating at that point;
     # null = no time budget. Evaluation, samples and checkpoints never count. A time
     # budget makes the iteration count machine-dependent: use it for equal-compute
     # comparisons, not for bit-reproducible ones.
-    time_budget_s: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    time_budget_s: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0, "max": 1e8})
     # What time_budget_s counts (docs/concepts.md): compute = the trial process's CPU
     # time in its training steps on a CPU device, the GPU time of its training steps
     # (CUDA events) on a CUDA device; wall = wall-clock seconds of training (the machine's
@@ -189,21 +196,21 @@ class EmaSpec:
     # decay 0 disables the EMA generator (G_ema then equals G).
     decay: float = field(default=0.999, metadata={"min": 0.0, "max": 1.0})
     # Before this iteration G_ema copies G (BigGAN's ema_start).
-    start: int = field(default=0, metadata={"min": 0})
+    start: int = field(default=0, metadata={"min": 0, "max": MAX_COUNT})
 
 
 @dataclass
 class EvalSpec:
     # Evaluate every N iterations (and always at the last one); 0 = only at the end.
-    every: int = field(default=500, metadata={"min": 0})
+    every: int = field(default=500, metadata={"min": 0, "max": MAX_COUNT})
     # Generated images per evaluation (the metrics' n; part of their protocol).
-    n_samples: int = field(default=500, metadata={"min": 1})
+    n_samples: int = field(default=500, metadata={"min": 1, "max": 10 ** 6})
     # Registered metrics computed at every evaluation (docs/metrics.md).
     metrics: List[str] = field(default_factory=list, metadata={"choices": _names(registry.METRICS)})
     # Batch size used to generate evaluation samples (memory only, not results).
-    batch_size: int = field(default=100, metadata={"min": 1})
+    batch_size: int = field(default=100, metadata={"min": 1, "max": MAX_BATCH})
     # Truncation of the latent at evaluation/sampling time (null = none; BigGAN's trick).
-    truncation: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    truncation: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0, "max": 100.0})
     # Options of the listed metrics by name, e.g. {kid_effnet: {subset_size: 50},
     # prdc_effnet: {k_precision_recall: 5}} (docs/metrics.md); recorded in their protocol.
     metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
@@ -241,20 +248,20 @@ class TrialSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
     # Report losses every N iterations (evaluations always report).
-    log_every: int = field(default=50, metadata={"min": 1})
+    log_every: int = field(default=50, metadata={"min": 1, "max": MAX_COUNT})
     # Write a checksummed checkpoint every N iterations (and at the end).
-    checkpoint_every: int = field(default=500, metadata={"min": 1})
+    checkpoint_every: int = field(default=500, metadata={"min": 1, "max": MAX_COUNT})
     # Checkpoints kept on disk, newest first (0 = keep every one, e.g. one per epoch for
     # later comparison as in seed B; each is a full training state).
-    keep_checkpoints: int = field(default=2, metadata={"min": 0})
+    keep_checkpoints: int = field(default=2, metadata={"min": 0, "max": 10 ** 6})
     # Save a sample grid of the fixed evaluation noise every N iterations (0 = never).
-    sample_every: int = field(default=200, metadata={"min": 0})
+    sample_every: int = field(default=200, metadata={"min": 0, "max": MAX_COUNT})
     # Seeds data order, latents, augmentation and initialization (a study sets it).
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0, "max": INT_LIMIT})
     # cpu, cuda, cuda:N or mps.
     device: str = "cpu"
     # torch intra-op threads for this trial (one per trial per core is fastest on CPU).
-    threads: int = field(default=1, metadata={"min": 1})
+    threads: int = field(default=1, metadata={"min": 1, "max": 4096})
 
     def validate(self, path: str = "") -> None:
         p = (path + ".") if path else ""
@@ -417,13 +424,10 @@ def parse_trial(data: Any, path: str = "") -> TrialSpec:
 
 
 def load_yaml(file: str) -> Any:
-    try:
-        with open(file, "r", encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError("file", file, "an existing YAML file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError("file", file, f"valid YAML ({err})") from None
+    """A YAML file, parsed within ganbench's bounds (:mod:`harness.safe_yaml`)."""
+    from harness import safe_yaml
+
+    return safe_yaml.load_file(file)
 
 
 def load_trial(file: str) -> TrialSpec:

@@ -9,6 +9,7 @@ One directory per trial; these names are a contract other tools read::
     samples/        sample grids of the fixed evaluation noise; nearest-<space>-*.png: the
                     closest generated/training pairs of a memorisation check
     checkpoints/    see harness.checkpoint
+    .lock           flock of the one process writing the trial (harness.locks): holder's host, pid
 
 Whole files are replaced atomically (temp file in the same directory, fsync, rename),
 so a reader never trusts a half-written file. ``metrics.jsonl`` is appended a line at a
@@ -17,9 +18,12 @@ resumed trial truncates the series back to its checkpoint.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -39,13 +43,63 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+_HOST = socket.gethostname().replace("~", "-")
+# A temp file of a write that never finished (its process was killed) and that no live
+# process can still rename: one of a dead pid on this host, or an older-style name (no
+# host and pid) untouched for this long.
+LEGACY_TEMP_AGE_S = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> List[Path]:
+    """Delete the temp files interrupted writes of ``path`` left beside it (a killed
+    checkpoint write leaves a full checkpoint's worth); returns what was removed."""
+    path = Path(path)
+    removed = []
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.(?:(?P<host>[^~]+)~(?P<pid>\d+)~)?[^.]*\.tmp$")
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        m = pattern.match(tmp.name)
+        if not m:
+            continue
+        if m.group("pid") is not None:
+            stale = m.group("host") == _HOST and int(m.group("pid")) != os.getpid() and not _pid_alive(int(m.group("pid")))
+        else:
+            try:
+                stale = time.time() - tmp.stat().st_mtime > LEGACY_TEMP_AGE_S
+            except OSError:
+                continue
+        if stale:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
 @contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; when the block succeeds, fsync it and rename it
-    over ``path`` (a reader sees the old file or the new one, never a partial one)."""
+    over ``path`` (a reader sees the old file or the new one, never a partial one). The
+    temp file's name holds this host and pid, so the next write of ``path`` removes the
+    temp files of writes whose process died (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}~{os.getpid()}~", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
@@ -143,6 +197,11 @@ class TrialRecord:
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
+    @property
+    def lock_path(self) -> Path:
+        """The flock every process writing this trial holds (harness.locks)."""
+        return self.root / ".lock"
+
     def sample_path(self, iteration: int) -> Path:
         return self.samples_dir / f"samples-{iteration:08d}.png"
 
@@ -164,12 +223,11 @@ class TrialRecord:
 
     def read_config(self) -> Optional[Dict[str, Any]]:
         """The resolved trial config as a plain mapping (None before the trial started)."""
-        import yaml
+        from harness import safe_yaml
 
-        try:
-            return yaml.safe_load(self.config_path.read_text())
-        except OSError:
+        if not self.config_path.is_file():
             return None
+        return safe_yaml.load_file(str(self.config_path))
 
     def check_config(self, spec: Any) -> None:
         """Refuse to write trial ``spec`` (a TrialSpec) into a folder holding another trial."""
@@ -254,7 +312,6 @@ class StudyRecord:
     TRIALS_DIR = "trials"
     TRIAL_INFO_FILE = "study_trial.json"
     ATTEMPTS_FILE = "attempts.jsonl"
-    LOCK_FILE = ".lock"
     SOURCES_DIR = "sources"
     TUNE_DIR = "tune"
     OPTUNA_FILE = "optuna.db"
@@ -276,12 +333,11 @@ class StudyRecord:
 
     def read_study(self) -> Optional[Dict[str, Any]]:
         """The study as run (a plain mapping), or None when there is no study.yaml."""
-        import yaml
+        from harness import safe_yaml
 
-        try:
-            return yaml.safe_load(self.study_path.read_text()) or {}
-        except FileNotFoundError:
+        if not self.study_path.is_file():
             return None
+        return safe_yaml.load_file(str(self.study_path)) or {}
 
     def study_text(self) -> str:
         return self.study_path.read_text() if self.exists() else ""
@@ -339,7 +395,7 @@ class StudyRecord:
             fh.write(json.dumps(attempt, default=str) + "\n")
 
     def lock_path(self, trial_id: str) -> Path:
-        return self.trials_dir / trial_id / self.LOCK_FILE
+        return self.trial(trial_id).lock_path
 
     # -- sources, Tune, Optuna ---------------------------------------------------------
     def source_dir(self, name: str) -> Path:

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from harness import locks
 from harness.store import StudyRecord, TrialRecord, atomic_write_json
 from harness.tune_adapter import tune
 
 POINTER = "ganbench_checkpoint.json"
+LOCK_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class RunSettings:
     metric: Optional[str] = None   # the search metric (None for a grid)
     objective: str = "best"
     mode: str = "min"
+    allow_new_data: bool = False   # resume trials whose dataset changed since they started
 
 
 class GanTrainable(tune.Trainable):
@@ -64,7 +67,10 @@ class GanTrainable(tune.Trainable):
         payload, study = self.payload, self.study_record
         record = study.trial(self.gb_id)
         record.root.mkdir(parents=True, exist_ok=True)
-        self.lock = lock_file(study.lock_path(self.gb_id))
+        # a restarted trial waits for a stale actor that still holds the folder (the OS
+        # frees the lock of a dead process) instead of writing the record from two processes
+        self.lock = locks.acquire(study.lock_path(self.gb_id), f"trial {self.gb_id}", "a trial directory",
+                                  wait_s=LOCK_WAIT_S)
         previous = record.status()
         if previous and previous["status"] == "failed":
             # failed is final: report it again instead of training again
@@ -76,7 +82,8 @@ class GanTrainable(tune.Trainable):
         })
         attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
         try:
-            self.trial = Trial(parse_trial(payload["config"]), record.root)
+            self.trial = Trial(parse_trial(payload["config"]), record.root, lock=self.lock,
+                               allow_new_data=self.run_settings.allow_new_data)
             self.finished = self.trial.start()
             attempt.update(resumed_from=self.trial.iteration,
                            finished=self.finished.status if self.finished else None)
@@ -168,7 +175,7 @@ class GanTrainable(tune.Trainable):
             trial.stop("stopped")  # a scheduler (ASHA) or the driver ended it early
         self.trial = None
         if getattr(self, "lock", None) is not None:
-            self.lock.close()  # releases the flock
+            self.lock.release()
             self.lock = None
 
 
@@ -178,23 +185,3 @@ def bind(run: RunSettings, cpus: float, gpus: float):
     if gpus:
         resources["gpu"] = gpus
     return tune.with_resources(tune.with_parameters(GanTrainable, run=run), resources)
-
-
-def lock_file(path: Path, wait_s: float = 120.0):
-    """An exclusive flock on ``path`` for as long as this actor trains the trial: a
-    restarted trial waits for a stale actor that still holds it (the OS frees the lock of
-    a dead process) instead of writing the record from two processes."""
-    import fcntl
-
-    fh = open(path, "a")
-    deadline = time.time() + wait_s
-    while True:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fh
-        except OSError:
-            if time.time() > deadline:
-                fh.close()
-                raise RuntimeError(f"{path.parent} is held by another process for over {wait_s:.0f} s "
-                                   "(two actors training one trial?)") from None
-            time.sleep(0.2)

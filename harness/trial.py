@@ -12,13 +12,21 @@ Rerunning on the same directory resumes from the last checkpoint that verifies: 
 metrics series is truncated back to that checkpoint's iteration, so it has neither
 duplicated nor missing iterations, and all RNG states are restored, so on the same
 machine the resumed run computes the same losses as an uninterrupted one.
+
+One process at a time writes a trial's folder: :meth:`Trial.start` takes its lock
+(:mod:`harness.locks`) and refuses, naming the holder, when another live process has it.
+A resume refuses data whose fingerprint differs from the data the trial started on
+(unless ``allow_new_data``, which records the change in env.json), and refuses to start
+over when checkpoints exist but none loads (:func:`harness.checkpoint.load_latest`).
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -26,10 +34,11 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from harness import checkpoint as ckpt
-from harness import performance
+from harness import locks, performance
 from harness.clocks import compute_clock
 from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
+from harness.errors import ConfigError
 from harness.metrics import check_sizes as check_metric_sizes, prepare as prepare_metrics
 from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, host_load, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
@@ -53,11 +62,15 @@ class Trial:
     """A trial being trained: its spec, record, built parts, state and reporter."""
 
     def __init__(self, spec: TrialSpec, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,
-                 progress: bool = False):
+                 progress: bool = False, lock: Optional[locks.FileLock] = None, allow_new_data: bool = False):
         self.spec = spec
         self.record = TrialRecord(out_dir)
         self.callbacks = list(callbacks or [])
         self.progress = progress
+        # the folder's lock: given (a Ray actor that waited for it) or taken by start()
+        self.lock, self._own_lock = lock, lock is None
+        # resume on data whose fingerprint differs from the data the trial started on
+        self.allow_new_data = allow_new_data
         self.state = TrainingState()
         self.last_report: Optional[Dict[str, Any]] = None
         # built by build() (start() calls it): the parts, then what evaluates and reports
@@ -190,17 +203,38 @@ class Trial:
     # ------------------------------------------------------------------- run
     def run(self) -> TrialResult:
         """Train to the end of the budget (resuming from the record if it has a checkpoint)."""
-        finished = self.start()
-        if finished is not None:
-            return finished
-        bar = progress_bar(self.spec.optimization.iteration_limit, self.iteration) if self.progress else None
         try:
-            result = self.advance(None, bar)
+            finished = self.start()
+            if finished is not None:
+                return finished
+            bar = progress_bar(self.spec.optimization.iteration_limit, self.iteration) if self.progress else None
+            try:
+                result = self.advance(None, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
         finally:
-            if bar is not None:
-                bar.close()
+            self.close()
         assert result is not None
         return result
+
+    def close(self) -> None:
+        """Release the folder's lock if this trial took it (start() did)."""
+        if self._own_lock and self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _take_lock(self) -> None:
+        if self.lock is not None:
+            return
+        self.lock = locks.acquire(self.record.lock_path, "out", "a trial directory")
+        if self.lock.taken_over:
+            warnings.warn(f"{self.record.root}: took over the lock left by {locks.describe_holder(self.lock.taken_over)}"
+                          ", which is no longer running", RuntimeWarning, stacklevel=3)
+
+    def _check_data(self, iteration: int) -> None:
+        check_resumed_data(self.record, self.spec.dataset.name, self.data.fingerprint, len(self.data),
+                           self.allow_new_data, iteration)
 
     def start(self) -> Optional[TrialResult]:
         """Build, then resume from the last checkpoint that verifies (or start fresh).
@@ -209,6 +243,7 @@ class Trial:
         trial (nothing to do), else None: the trial is ready for :meth:`advance`.
         """
         spec, record = self.spec, self.record
+        self._take_lock()
         record.check_config(spec)
         previous = record.status()
         if previous and previous["status"] in ("completed", "diverged"):
@@ -223,8 +258,9 @@ class Trial:
         self.last_report = None
         # Load on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies
         # weights and optimizer state onto the parameters' device.
-        state = ckpt.load_latest(record.checkpoints_dir, map_location="cpu")
+        state = ckpt.load_latest(record.checkpoints_dir, map_location="cpu", warn=self._warn)
         if state is not None:
+            self._check_data(int(state["iteration"]))
             self.load_checkpoint_state(state)
             kept = record.truncate_reports(self.iteration)
             self.last_report = kept[-1] if kept else None
@@ -242,6 +278,9 @@ class Trial:
         self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
         self._stop = False
         return None
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(f"{self.record.root}: {message}", RuntimeWarning, stacklevel=2)
 
     def advance(self, until: Optional[int] = None, bar=None) -> Optional[TrialResult]:
         """Train up to iteration ``until`` (None: to the end of the budget).
@@ -374,9 +413,34 @@ class Trial:
         return {"status": "diverged", "error": error}
 
 
+def check_resumed_data(record: TrialRecord, name: str, fingerprint: str, images: int, allow: bool,
+                       iteration: Optional[int] = None, field: str = "dataset.name") -> None:
+    """Refuse to resume ``record`` on data other than the data it started on (the
+    fingerprint in its env.json), unless ``allow``: then, given the ``iteration`` it
+    resumes at, the change is recorded in env.json (``dataset_changes``)."""
+    try:
+        env = json.loads(record.env_path.read_text())
+    except (OSError, ValueError):
+        return
+    started = env.get("dataset_fingerprint")
+    if not isinstance(started, str) or started == fingerprint:
+        return
+    if not allow:
+        raise ConfigError(field, name, f"the data this trial started on: its images had fingerprint {started[:16]}… "
+                          f"when it started and have {fingerprint[:16]}… now (the dataset was rebuilt or re-imported "
+                          "since, and every metric's reference would change mid-series). Rerun with --allow-new-data "
+                          "to continue on the new data (recorded in env.json), or use another --out")
+    if iteration is None:
+        return
+    env.setdefault("dataset_changes", []).append({"iteration": iteration, "from": started, "to": fingerprint,
+                                                  "images": images, "time": time.time()})
+    env.update({"dataset_fingerprint": fingerprint, "dataset_images": images})
+    atomic_write_json(record.env_path, env)
+
+
 def run_trial(spec: Any, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,
-              progress: bool = False) -> TrialResult:
+              progress: bool = False, allow_new_data: bool = False) -> TrialResult:
     """Run (or resume) one trial into ``out_dir``; ``spec`` is a TrialSpec or a mapping."""
     if not isinstance(spec, TrialSpec):
         spec = parse_trial(spec)
-    return Trial(spec, out_dir, callbacks, progress).run()
+    return Trial(spec, out_dir, callbacks, progress, allow_new_data=allow_new_data).run()

@@ -4,6 +4,10 @@ Every field's annotation is enforced; unknown keys are errors; numeric bounds an
 choices come from ``dataclasses.field(metadata=...)``:
 
 * ``min`` / ``max``: inclusive bounds for numbers (``min_exclusive`` for strict);
+
+and everywhere, whatever the metadata: a number is finite (NaN and infinities are
+refused: ``nan <= 0`` is False, so a bound alone would let NaN through) and an integer
+fits in 64 bits (``INT_LIMIT``), so no value overflows later inside torch or numpy.
 * ``choices``: a collection, or a zero-argument callable returning one (used for
   registry names, resolved lazily so variants can register late).
 
@@ -12,12 +16,15 @@ Errors are :class:`~harness.errors.ConfigError` carrying the dotted path.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Dict, Literal, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import ConfigError
 
 _NoneType = type(None)
+
+INT_LIMIT = 2 ** 63 - 1
 
 
 def _type_name(tp: Any) -> str:
@@ -99,21 +106,31 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             return value
         raise ConfigError(path, value, "true or false")
     if tp is int:
+        number = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(path, value, "an integer")
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        if number is None:
+            raise ConfigError(path, value, "an integer")
+        if abs(number) > INT_LIMIT:
+            raise ConfigError(path, value, f"an integer within ±{INT_LIMIT} (2^63 - 1)")
+        return number
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value) if abs(value) <= 1e308 else math.inf
         # YAML 1.1 reads "2e-4" (no dot) as a string; accept it as the number it is.
-        if isinstance(value, str):
+        elif isinstance(value, str) and len(value) <= 64:
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(path, value, "a number")
+        if number is None:
+            raise ConfigError(path, value, "a number")
+        if not math.isfinite(number):
+            raise ConfigError(path, value, "a finite number (not NaN or infinite)")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

@@ -15,16 +15,23 @@ it here; ``ganbench zoo export`` exports an existing trial. Transfer configs nam
 entry (``transfer.source: NAME``) or give its directory. Weights load only through
 safetensors, after their checksum matches the card, and only into the architecture,
 resolution and channel count the card names; a mismatch is a ConfigError raised
-while the trial's config is validated, before anything trains.
+while the trial's config is validated, before anything trains. The card itself is
+checked against a schema (:class:`ZooCard`) when it is read, and the weights' tensor
+names and shapes (read from the safetensors headers, no weights loaded) against the
+networks the trial builds, so a card that misdescribes its weights fails validation
+with the first differing tensor instead of a ``load_state_dict`` error mid-start.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -33,10 +40,70 @@ import torch
 from harness.data.cache import cache_dir, valid_name
 from harness.errors import ConfigError
 from harness.store import atomic_write_json, sha256_file
+from harness.validation import build_dataclass
 
 CARD = "card.json"
 FILES = ("G.safetensors", "D.safetensors")
 FORMAT = 1
+MAX_CARD_BYTES = 1 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _architectures():
+    from harness.registry import ARCHITECTURES
+
+    return ARCHITECTURES.names()
+
+
+@dataclass
+class CardArchitecture:
+    name: str = field(metadata={"choices": _architectures})
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CardDataset:
+    name: str
+    fingerprint: Optional[str] = None
+    images: Optional[int] = field(default=None, metadata={"min": 0})
+
+
+@dataclass
+class ZooCard:
+    """The schema of card.json (format 1): what :func:`export` writes."""
+
+    format: int = field(metadata={"choices": (FORMAT,)})
+    name: str
+    architecture: CardArchitecture
+    resolution: int = field(metadata={"min": 4, "max": 1024})
+    channels: int = field(metadata={"choices": (3, 4)})
+    z_dim: int = field(metadata={"min": 1})
+    dataset: CardDataset
+    # weight file -> its sha256
+    files: Dict[str, str]
+    loss: Optional[str] = None
+    iterations: int = field(default=0, metadata={"min": 0})
+    status: Optional[str] = None
+    best: Dict[str, Any] = field(default_factory=dict)
+    protocol: Dict[str, Any] = field(default_factory=dict)
+    source_trial: Optional[str] = None
+    trial_config: Dict[str, Any] = field(default_factory=dict)
+    created: Optional[str] = None
+    ganbench: Any = None
+    torch: Optional[str] = None
+
+    def validate(self, path: str) -> None:
+        if not valid_name(self.name):
+            raise ConfigError(f"{path}.name", self.name, "letters, digits, '.', '_' or '-', starting with a letter "
+                              "or digit")
+        if sorted(self.files) != sorted(FILES):
+            raise ConfigError(f"{path}.files", sorted(self.files), "exactly " + " and ".join(FILES))
+        for name, digest in self.files.items():
+            if not _SHA256.match(digest):
+                raise ConfigError(f"{path}.files.{name}", digest, "a sha256 (64 lowercase hex digits)")
+        from harness.registry import ARCHITECTURES
+
+        ARCHITECTURES.validate_kwargs(self.architecture.name, self.architecture.kwargs, f"{path}.architecture.kwargs")
 
 
 def zoo_dir() -> Path:
@@ -63,14 +130,29 @@ def resolve(source: str, path: str = "transfer.source") -> Path:
     raise ConfigError(path, source, f"a model in the zoo at {zoo_dir()} ({listing}) or a directory holding {CARD}")
 
 
-def read_card(entry: Path) -> Dict[str, Any]:
+def read_card(entry: Path, where: str = "transfer.source") -> Dict[str, Any]:
+    """The card of zoo entry ``entry``, checked against :class:`ZooCard` (ConfigError)."""
+    path = Path(entry) / CARD
     try:
-        card = json.loads((entry / CARD).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError("transfer.source", str(entry), f"a zoo entry with a readable {CARD} ({err})") from None
-    if card.get("format") != FORMAT:
-        raise ConfigError("transfer.source", str(entry), f"a zoo entry of card format {FORMAT}")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CARD_BYTES + 1)
+        if len(raw) > MAX_CARD_BYTES:
+            raise ValueError(f"larger than {MAX_CARD_BYTES:,} bytes")
+        card = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise ConfigError(where, str(entry), f"a zoo entry with a readable {CARD} ({reason})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise ConfigError(where, str(entry), f"a zoo entry of card format {FORMAT}")
+    try:
+        build_dataclass(ZooCard, card, CARD)
+    except ConfigError as err:
+        raise ConfigError(where, str(entry), f"a zoo entry with a valid {CARD} ({err})") from None
     return card
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _resolved_arch_kwargs(name: str, kwargs: Dict[str, Any], path: str) -> Dict[str, Any]:
@@ -94,10 +176,10 @@ def check_compatible(card: Dict[str, Any], spec: Any, prefix: str = "") -> None:
                 if mine.get(k) != arch["kwargs"].get(k)}
         raise ConfigError(f"{prefix}architecture.kwargs", {k: mine.get(k) for k in diff},
                           f"{diff} (as source model {src} was built)")
-    for field in ("resolution", "channels"):
-        if getattr(spec.dataset, field) != card[field]:
-            raise ConfigError(f"{prefix}dataset.{field}", getattr(spec.dataset, field),
-                              f"{card[field]} (the {field} of source model {src})")
+    for key in ("resolution", "channels"):
+        if getattr(spec.dataset, key) != card[key]:
+            raise ConfigError(f"{prefix}dataset.{key}", getattr(spec.dataset, key),
+                              f"{card[key]} (the {key} of source model {src})")
 
 
 # Source models a study will pretrain before it schedules its trials (its ``sources:``),
@@ -139,10 +221,57 @@ def check_source(spec: Any, method: str, prefix: str = "") -> Dict[str, Any]:
                           + ") or a zoo entry's directory")
     if source in _PLANNED and not (valid_name(source) and (zoo_dir() / source / CARD).is_file()):
         card = _PLANNED[source]
-    else:
-        card = read_card(resolve(source, f"{prefix}transfer.source"))
+        check_compatible(card, spec, prefix)
+        return card
+    entry = resolve(source, f"{prefix}transfer.source")
+    card = read_card(entry, f"{prefix}transfer.source")
     check_compatible(card, spec, prefix)
+    check_weights(entry, card, spec, prefix)
     return card
+
+
+def check_weights(entry: Path, card: Dict[str, Any], spec: Any, prefix: str = "") -> None:
+    """Raise ConfigError unless both weight files hold exactly the tensors (names and
+    shapes) of the networks ``spec`` builds; reads only the safetensors headers."""
+    problem = _weights_problem(str(entry), json.dumps(card["files"], sort_keys=True), spec.architecture.name,
+                               json.dumps(spec.architecture.kwargs, sort_keys=True, default=str),
+                               spec.dataset.resolution, spec.dataset.channels)
+    if problem:
+        raise ConfigError(f"{prefix}transfer.source", spec.transfer.source,
+                          f"a zoo entry whose weights fit its card: {problem}")
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_problem(entry: str, files_json: str, arch: str, kwargs_json: str, resolution: int,
+                     channels: int) -> Optional[str]:
+    """What is wrong with the weights of ``entry`` for that architecture (None: nothing).
+    Cached: a study validates many trials against one source."""
+    from types import SimpleNamespace
+
+    from safetensors import SafetensorError, safe_open
+
+    from harness.build import build_on_meta
+
+    spec = SimpleNamespace(architecture=SimpleNamespace(name=arch, kwargs=json.loads(kwargs_json)),
+                           dataset=SimpleNamespace(resolution=resolution, channels=channels))
+    networks = dict(zip(FILES, build_on_meta(spec)))
+    what = f"{arch} {json.loads(kwargs_json) or ''} at {resolution} px".replace("  ", " ")
+    for name, module in networks.items():
+        path = Path(entry) / name
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                found = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        except (OSError, SafetensorError, ValueError) as err:
+            return f"{name} is not a readable safetensors file ({type(err).__name__}: {err})"
+        wanted = {k: list(v.shape) for k, v in module.state_dict().items()}
+        for key in sorted(set(wanted) | set(found)):
+            if key not in found:
+                return f"{name} lacks tensor {key} that {what} has"
+            if key not in wanted:
+                return f"{name} holds tensor {key} that {what} does not have"
+            if found[key] != wanted[key]:
+                return f"{name} holds {key} of shape {found[key]} where {what} needs {wanted[key]}"
+    return None
 
 
 def fingerprint(entry: Path) -> str:
@@ -160,7 +289,7 @@ def load_weights(entry: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.
     out = []
     for name in FILES:
         path = entry / name
-        if not path.is_file() or sha256_file(path) != card["files"].get(name):
+        if not path.is_file() or sha256_file(path) != card["files"][name]:
             raise ConfigError("transfer.source", str(entry),
                               f"a zoo entry whose {name} matches the sha256 in its card (missing or modified)")
         out.append(load_file(str(path), device="cpu"))

@@ -36,7 +36,7 @@ def test_config_reference_lists_every_field_and_its_constraints(wide):
         assert f"| `{path}` |" in text
     # constraints come from the validator's metadata: a changed bound shows up here
     assert "| `dataset.resolution` | int | `32` | ≥ 4; ≤ 1024 |" in text
-    assert "| `optimization.accumulation.d` | int | `1` | ≥ 1 |" in text
+    assert "| `optimization.accumulation.d` | int | `1` | ≥ 1; ≤ 4096 |" in text
     assert "`search.sampler.name` | string | `tpe` | one of `tpe`, `random` |" in text
 
 

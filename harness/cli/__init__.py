@@ -6,7 +6,9 @@
     assets.py    zoo list|show|export · data list|build|show|import · list · metric --real --fake
 
 Every command reports a bad input as ``ganbench: error: <path>: got <value>; expected
-<allowed>`` and exits 2, before anything is scheduled or written (docs/cli.md).
+<allowed>`` and exits 2, before anything is scheduled or written (docs/cli.md); a file
+or permission problem (an OSError: read-only results folder, full disk) is one line and
+exit 2 as well, never a traceback.
 """
 from __future__ import annotations
 
@@ -35,9 +37,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, CheckpointError, DataSourceError, UntestedVersionError, WeightsError) as err:
         print(f"ganbench: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"ganbench: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ganbench: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def describe_os_error(err: OSError) -> str:
+    """``<file>: <reason>`` of a file or permission problem, on one line."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = ""
+    if isinstance(err, PermissionError):
+        hint = " (this user may not write or read there: choose another folder or fix its permissions)"
+    elif err.errno == 28:  # ENOSPC
+        hint = " (the disk is full: free space and rerun; finished files are intact)"
+    return f"{where}: {reason}{hint}" if where else f"{reason}{hint}"
 
 
 if __name__ == "__main__":

@@ -14,20 +14,27 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     from harness import zoo
 
     names = zoo.list_models()
-    rows = []
+    rows, invalid = [], []
     for name in names:
-        card = zoo.read_card(zoo.zoo_dir() / name)
+        try:  # one malformed card is listed as such; it does not hide the others
+            card = zoo.read_card(zoo.zoo_dir() / name, "zoo")
+        except ConfigError as err:
+            invalid.append({"name": name, "error": err.expected})
+            continue
         rows.append({"name": name, "architecture": card["architecture"]["name"], "resolution": card["resolution"],
                      "channels": card["channels"], "dataset": card["dataset"]["name"],
                      "iterations": card["iterations"], "best": card.get("best", {})})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + invalid, indent=2))
         return 0
     print(f"{'name':24} {'architecture':12} {'px':>4} {'ch':>2} {'dataset':16} {'iterations':>10}  best")
     for r in rows:
-        best = ", ".join(f"{k} {v:.4g}" for k, v in r["best"].items()) or "-"
+        best = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                         for k, v in r["best"].items()) or "-"
         print(f"{r['name']:24} {r['architecture']:12} {r['resolution']:>4} {r['channels']:>2} {r['dataset']:16} "
               f"{r['iterations']:>10}  {best}")
+    for r in invalid:
+        print(f"{r['name']:24} (unusable: {r['error']})")
     print(f"# zoo: {zoo.zoo_dir()}")
     return 0
 
@@ -102,7 +109,8 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 def cmd_data_import(args: argparse.Namespace) -> int:
     from harness.data.catalog import import_folder
 
-    path, image_set, skipped = import_folder(args.folder, args.name, args.resolution, args.mask, args.licence)
+    path, image_set, skipped = import_folder(args.folder, args.name, args.resolution, args.mask, args.licence,
+                                             force=args.force)
     print(f"{args.name}: {image_set.images.shape[0]} images imported, {len(skipped)} unreadable skipped "
           f"-> {path}")
     for name in skipped[:10]:
@@ -113,7 +121,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def _metric_options(pairs: List[str]) -> Dict[str, Dict[str, Any]]:
     """``--option kid_effnet.subset_size=50`` (repeatable) -> {kid_effnet: {subset_size: 50}};
     values are YAML scalars; the registry validates them."""
-    import yaml
+    from harness import safe_yaml
 
     options: Dict[str, Dict[str, Any]] = {}
     for i, pair in enumerate(pairs):
@@ -121,7 +129,7 @@ def _metric_options(pairs: List[str]) -> Dict[str, Dict[str, Any]]:
         metric, dot, option = target.partition(".")
         if not (sep and dot and metric and option):
             raise ConfigError(f"--option[{i}]", pair, "METRIC.OPTION=VALUE, e.g. kid_effnet.subset_size=50")
-        options.setdefault(metric, {})[option] = yaml.safe_load(value)
+        options.setdefault(metric, {})[option] = safe_yaml.loads(value, f"--option[{i}]")
     return options
 
 
@@ -252,4 +260,6 @@ def register(sub) -> None:
     p.add_argument("--resolution", type=int, required=True)
     p.add_argument("--mask", choices=["alpha"], default=None, help="keep the alpha channel as a 4th (mask) channel")
     p.add_argument("--licence", default="unknown (imported by the user)", help="recorded on the dataset card")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing dataset of that name (trials started on it then refuse to resume)")
     p.set_defaults(func=cmd_data_import)

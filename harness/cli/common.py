@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
-
+from harness import safe_yaml
 from harness.errors import ConfigError
 
 
@@ -18,7 +17,7 @@ def overrides(pairs: Optional[List[str]]) -> Dict[str, Any]:
         if "=" not in pair:
             raise ConfigError("--set", pair, "KEY=VALUE with a dotted KEY, e.g. optimization.iterations=100")
         key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = safe_yaml.loads(value, f"--set {key}")
     return out
 
 
@@ -43,11 +42,21 @@ def load_trial(args: argparse.Namespace):
     return parse_trial(read_mapping(args.config, getattr(args, "set", None), "trial settings"))
 
 
-def load_plan(file: str, sets: Optional[List[str]], preset: Optional[str] = None):
+def load_plan(file: str, sets: Optional[List[str]], preset: Optional[str] = None,
+              max_trials: Optional[int] = None):
     """The study of ``file`` (preset and ``--set`` applied), planned once."""
     from harness.study import plan_study
+    from harness.study.planning import MAX_TRIALS
 
-    return plan_study(read_mapping(file, None, "study settings"), Path(file).parent, preset, overrides(sets))
+    if max_trials is not None and max_trials < 1:
+        raise ConfigError("--max-trials", max_trials, "an integer >= 1")
+    return plan_study(read_mapping(file, None, "study settings"), Path(file).parent, preset, overrides(sets),
+                      MAX_TRIALS if max_trials is None else max_trials)
+
+
+def add_max_trials(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="refuse a study planning more than N trials (default 1000)")
 
 
 def add_config(p: argparse.ArgumentParser) -> None:

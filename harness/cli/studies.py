@@ -13,7 +13,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.study import is_study
 
     if is_study(load_yaml(args.config)):
-        plan = load_plan(args.config, args.set, args.preset)
+        plan = load_plan(args.config, args.set, args.preset, args.max_trials)
         print(f"{args.config}: {plan.describe()}")
         return 0
     if args.preset is not None:
@@ -28,8 +28,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_study
 
-    plan = load_plan(args.study, args.set, args.preset)
-    frame = run_study(plan, args.results, address=args.address, resume=args.resume)
+    plan = load_plan(args.study, args.set, args.preset, args.max_trials)
+    frame = run_study(plan, args.results, address=args.address, resume=args.resume,
+                      allow_new_data=args.allow_new_data)
     bad = frame[frame["status"].isin(["failed", "running", "pending"])] if len(frame) else frame
     return 0 if not len(bad) else 3
 
@@ -49,11 +50,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from harness.cli.common import add_config
+    from harness.cli.common import add_config, add_max_trials
 
     p = sub.add_parser("validate", help="check a trial config or a whole study without running it")
     add_config(p)
     p.add_argument("--preset", default=None, help="a study's preset (e.g. cpu, gpu) when its file defines presets")
+    add_max_trials(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run a study on Ray: an ablation grid or an Optuna search")
@@ -62,10 +64,13 @@ def register(sub) -> None:
     p.add_argument("--address", default=None,
                    help="an existing Ray cluster (default $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--resume", action="store_true", help="continue a study whose driver stopped")
+    p.add_argument("--allow-new-data", action="store_true",
+                   help="with --resume: continue trials whose dataset changed since they started (recorded)")
     p.add_argument("--preset", default=None,
                    help="which of the study file's presets to run (e.g. cpu, gpu); results go to RESULTS/<name>-<preset>/")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a dotted study key (repeatable), e.g. search.n_trials=4")
+    add_max_trials(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("summary", help="one row per trial of a study results directory")

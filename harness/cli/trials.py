@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.cli.common import add_config, load_plan, load_trial
+from harness.cli.common import add_config, add_max_trials, load_plan, load_trial
 from harness.study.planning import describe_plans
 
 
@@ -41,7 +41,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def _describe_study(args: argparse.Namespace) -> int:
     """A study file: its plans, budgets and resources (the trials are validated, none run)."""
-    plan = load_plan(args.config, args.set, getattr(args, "preset", None))
+    plan = load_plan(args.config, args.set, getattr(args, "preset", None), args.max_trials)
     info = plan.overview()
     if args.json:
         info["planned"] = [{"trial_id": p.trial_id, "labels": p.labels, "config": p.spec.to_dict()}
@@ -64,7 +64,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from harness.trial import run_trial
 
     spec = _prepared(args)
-    result = run_trial(spec, args.out, progress=not args.quiet)
+    result = run_trial(spec, args.out, progress=not args.quiet, allow_new_data=args.allow_new_data)
     report = result.last_report or {}
     print(json.dumps({"status": result.status, "iteration": result.iteration, "out": str(result.out_dir),
                       "metrics": report.get("metrics", {}), "best": report.get("best", {}),
@@ -97,12 +97,15 @@ def register(sub) -> None:
     add_config(p)
     p.add_argument("--preset", help="a study's preset (cpu | gpu | one the study defines)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_max_trials(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("trial", help="run one trial in-process; rerun on the same --out to resume")
     add_config(p)
     p.add_argument("--out", required=True, help="the trial's directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-new-data", action="store_true",
+                   help="resume although the dataset changed since the trial started (recorded in env.json)")
     p.set_defaults(func=cmd_trial)
 
     p = sub.add_parser("pretrain", help="train a source model and store it in the model zoo")

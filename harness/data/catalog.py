@@ -18,12 +18,32 @@ def source(name: str) -> DatasetSource:
     return DATASETS.build(name, None, "NAME")
 
 
+def check_resolution(resolution: int, field: str = "--resolution") -> None:
+    """Refuse a resolution no registered architecture can train at (or outside the
+    range a trial config allows), before any image is converted."""
+    from harness.registry import ARCHITECTURES
+    from harness.spec import DatasetSpec, parse_trial
+    from harness.validation import build_dataclass
+
+    try:
+        build_dataclass(DatasetSpec, {"name": "shapes", "resolution": resolution})
+    except ConfigError as err:
+        raise ConfigError(field, resolution, err.expected) from None
+    errors = []
+    for arch in ARCHITECTURES.names():
+        try:
+            parse_trial({"architecture": {"name": arch}, "dataset": {"name": "shapes", "resolution": resolution}})
+            return
+        except ConfigError as err:
+            errors.append(err.expected)
+    raise ConfigError(field, resolution, "a resolution some architecture can train at; " + errors[0])
+
+
 def build_dataset(name: str, resolution: Optional[int] = None) -> Tuple[Path, ImageSet]:
     """Build registered dataset ``name`` into the cache (overwrites atomically)."""
     src = source(name)
     resolution = resolution or src.default_resolution
-    if resolution < 4:
-        raise ConfigError("--resolution", resolution, "an integer >= 4")
+    check_resolution(resolution)
     image_set = src.build(resolution)
     image_set.name = name
     path = write_hdf5(dataset_path(name, resolution), image_set)
@@ -31,8 +51,13 @@ def build_dataset(name: str, resolution: Optional[int] = None) -> Tuple[Path, Im
 
 
 def import_folder(folder: Path, name: str, resolution: int, mask: Optional[str] = None,
-                  licence: str = "unknown (imported by the user)") -> Tuple[Path, ImageSet, List[str]]:
-    """Convert every image under ``folder`` (recursively, sorted) into dataset ``name``."""
+                  licence: str = "unknown (imported by the user)",
+                  force: bool = False) -> Tuple[Path, ImageSet, List[str]]:
+    """Convert every image under ``folder`` (recursively, sorted) into dataset ``name``.
+
+    An existing dataset of that name is replaced only with ``force``: at the same
+    resolution, or at another one imported from a different folder (a name must mean
+    one set of images; trials started on the old one refuse to resume on the new)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError("FOLDER", str(folder), "an existing folder of images")
@@ -40,10 +65,11 @@ def import_folder(folder: Path, name: str, resolution: int, mask: Optional[str] 
         raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
     if name in DATASETS:
         raise ConfigError("--name", name, f"a name that is not a built-in dataset ({', '.join(DATASETS.names())})")
-    if resolution < 4:
-        raise ConfigError("--resolution", resolution, "an integer >= 4")
+    check_resolution(resolution)
     if mask not in (None, "alpha"):
         raise ConfigError("--mask", mask, "alpha (the 4th channel is the image's alpha) or nothing")
+    if not force:
+        _check_not_taken(name, resolution, folder)
     files = image_files(folder)
     images, kept, skipped = convert_files(files, resolution)
     if len(kept) == 0:
@@ -57,6 +83,21 @@ def import_folder(folder: Path, name: str, resolution: int, mask: Optional[str] 
     image_set = ImageSet(images, name, info)
     path = write_hdf5(dataset_path(name, resolution), image_set)
     return path, image_set, skipped
+
+
+def _check_not_taken(name: str, resolution: int, folder: Path) -> None:
+    existing = built_resolutions(name)
+    if resolution in existing:
+        raise ConfigError("--name", name, f"a dataset name not imported yet ({dataset_path(name, resolution)} exists; "
+                          "--force replaces it, and trials started on the old images then refuse to resume)")
+    for res in existing:
+        try:
+            other = read_card(dataset_path(name, res)).get("source")
+        except OSError:
+            other = None
+        if other != str(folder.resolve()):
+            raise ConfigError("--name", name, f"a dataset name not taken by other images ({name} at {res} px was "
+                              f"imported from {other}; --force imports this folder under the same name anyway)")
 
 
 def list_datasets() -> List[Dict[str, Any]]:

@@ -17,7 +17,7 @@ from harness.registry import DATASETS
 @dataclass
 class ShapesParams:
     count: int = field(default=512, metadata={"min": 1, "max": 100000})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0, "max": 2 ** 63 - 1})
 
 
 @DATASETS.register("shapes", params=ShapesParams)

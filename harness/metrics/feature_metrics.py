@@ -148,7 +148,7 @@ class _Frechet(_FeatureMetric):
 @dataclass
 class KIDOptions:
     # Images per subset (null = min(1000, the smaller set)); both sets need at least this many.
-    subset_size: Optional[int] = field(default=None, metadata={"min": 2})
+    subset_size: Optional[int] = field(default=None, metadata={"min": 2, "max": 10 ** 6})
     # Random subsets averaged (their std is reported as <key>_std).
     subsets: int = field(default=100, metadata={"min": 1, "max": 10000})
 

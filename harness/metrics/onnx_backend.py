@@ -21,9 +21,8 @@ import json
 import os
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from torch import nn
 
 from harness.data.cache import cache_dir
 from harness.errors import ConfigError
+from harness.locks import hold
 from harness.store import atomic_target, atomic_write_json, sha256_file
 
 EXPORT_VERSION = 1
@@ -73,22 +73,6 @@ def say_once(message: str) -> None:
     if message not in _SAID:
         _SAID.add(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock; atomic renames still keep every file whole
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class OnnxFeatureNetwork:
@@ -212,7 +196,7 @@ def onnx_network(name: str, weights_sha256: str, input_size: int, dim: int,
     entry = _Entry(name, weights_sha256, input_size, dim)
     meta, net = entry.read(threads)
     if meta is None:
-        with _file_lock(entry.lock_path):
+        with hold(entry.lock_path):
             meta, net = entry.read(threads)  # another process may have built it meanwhile
             if meta is None:
                 entry.build(make_module, threads)

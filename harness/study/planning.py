@@ -138,6 +138,32 @@ def planned_sources(study: StudySpec, specs: Optional[Dict[str, TrialSpec]] = No
     return cards
 
 
+# Planned trials a study may hold unless the user raises the cap (``--max-trials``):
+# validating one trial takes milliseconds, so a 10,000-cell grid (a typo in a range,
+# a forgotten key) costs minutes before it could schedule anything.
+MAX_TRIALS = 1000
+
+
+def check_trial_count(study: StudySpec, max_trials: int = MAX_TRIALS) -> int:
+    """The number of trials ``study`` plans (grid x variants x seeds, or a search's trials
+    and finalists), counted before any is built; ConfigError above ``max_trials``."""
+    if study.search is not None:
+        s = study.search
+        finals = s.finalists
+        count = s.n_trials + (len(finals.seeds) * (finals.k + int(finals.baseline)) if finals else 0)
+        where = "search.n_trials"
+    else:
+        cells = 1
+        for values in study.grid.values():
+            cells *= len(values)
+        count = cells * max(1, len(study.variants)) * len(study.seeds)
+        where = "grid"
+    if count > max_trials:
+        raise ConfigError(where, f"{count:,} planned trials", f"at most {max_trials:,} planned trials (raise the cap "
+                          "with --max-trials N if that many is meant)")
+    return count
+
+
 def _grid_trials(study: StudySpec, base: TrialSpec) -> List[TrialPlan]:
     """Every (variant x grid cell) x seed of a grid/variants study, validated."""
     variants = study.variants or [VariantSpec(name="", set={})]
@@ -174,10 +200,11 @@ class Plan:
     missing_sources: Dict[str, Dict[str, Any]]  # planned zoo cards of the sources to pretrain
 
     @classmethod
-    def of(cls, study: StudySpec) -> "Plan":
+    def of(cls, study: StudySpec, max_trials: int = MAX_TRIALS) -> "Plan":
         """Plan ``study``: validates everything a run would need, before any scheduling."""
         from harness import zoo
 
+        check_trial_count(study, max_trials)
         sources = source_specs(study)
         missing = planned_sources(study, sources)
         with zoo.planned(missing):
@@ -280,9 +307,9 @@ def plan(study: StudySpec) -> List[TrialPlan]:
 
 
 def plan_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optional[str] = None,
-               overrides: Optional[Dict[str, Any]] = None) -> Plan:
+               overrides: Optional[Dict[str, Any]] = None, max_trials: int = MAX_TRIALS) -> Plan:
     """Read (presets, ``set``, ``--set``) and plan a study mapping; see :func:`read_study`."""
-    return Plan.of(read_study(data, base_dir, preset, overrides))
+    return Plan.of(read_study(data, base_dir, preset, overrides), max_trials)
 
 
 def parse_study(data: Any, base_dir: Optional[os.PathLike] = None, preset: Optional[str] = None,

@@ -23,8 +23,8 @@ from typing import Any, Dict, List, Optional
 
 from harness.clocks import CLOCKS
 from harness.errors import ConfigError
-from harness.spec import load_yaml, set_dotted, split_path
-from harness.validation import build_dataclass, to_plain
+from harness.spec import MAX_BATCH, MAX_COUNT, load_yaml, set_dotted, split_path
+from harness.validation import INT_LIMIT, build_dataclass, to_plain
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -50,12 +50,12 @@ class BudgetSpec:
     clock, or several (the first one spent ends the trial)."""
 
     # Every trial's optimization.iterations.
-    iterations: Optional[int] = field(default=None, metadata={"min": 1})
+    iterations: Optional[int] = field(default=None, metadata={"min": 1, "max": MAX_COUNT})
     # Every trial's real images shown to D (optimization.samples; kimg x 1000): the same
     # on any hardware, busy or idle.
-    samples: Optional[int] = field(default=None, metadata={"min": 1})
+    samples: Optional[int] = field(default=None, metadata={"min": 1, "max": MAX_COUNT * MAX_BATCH})
     # Every trial's seconds of training (optimization.time_budget_s) on ``clock``.
-    seconds: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0})
+    seconds: Optional[float] = field(default=None, metadata={"min_exclusive": 0.0, "max": 1e8})
     # compute: the trial's own CPU time (CPU device) or GPU time of its steps (CUDA
     # events); wall: wall-clock seconds, which other work on the machine changes.
     clock: str = field(default="compute", metadata={"choices": CLOCKS})
@@ -78,11 +78,11 @@ class BudgetSpec:
 @dataclass
 class ResourcesSpec:
     # Ray resources of one trial; fractions share a device (two trials on one GPU: 0.5).
-    cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0})
+    cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0, "max": 4096.0})
     # GPUs per trial (> 0 exactly when base.device is cuda).
-    gpus: float = field(default=0.0, metadata={"min": 0.0})
+    gpus: float = field(default=0.0, metadata={"min": 0.0, "max": 1024.0})
     # At most this many trials at once (0 = as many as the cluster's resources fit).
-    max_concurrent: int = field(default=0, metadata={"min": 0})
+    max_concurrent: int = field(default=0, metadata={"min": 0, "max": MAX_COUNT})
 
     @property
     def threads(self) -> int:
@@ -94,7 +94,7 @@ class ResourcesSpec:
 class FailuresSpec:
     # Restarts of a trial whose worker or node died (from its last checkpoint). A trial
     # that raises is recorded failed and not retried; a diverged one is final too.
-    max_retries: int = field(default=2, metadata={"min": 0})
+    max_retries: int = field(default=2, metadata={"min": 0, "max": 1000})
 
 
 PARAM_TYPES = ("float", "int", "categorical")
@@ -173,7 +173,7 @@ class SamplerSpec:
     # Optuna's sampler: TPE or random.
     name: str = field(default="tpe", metadata={"choices": SAMPLERS})
     # The sampler's seed (the same seed proposes the same trials).
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0, "max": INT_LIMIT})
 
 
 SCHEDULERS = ("asha", "none")
@@ -291,8 +291,8 @@ class StudySpec:
         if not self.seeds:
             raise ConfigError("seeds", self.seeds, "a non-empty list of integer seeds")
         for i, seed in enumerate(self.seeds):
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ConfigError(f"seeds[{i}]", seed, "an integer >= 0")
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= INT_LIMIT:
+                raise ConfigError(f"seeds[{i}]", seed, f"an integer in 0..{INT_LIMIT} (2^63 - 1)")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", self.seeds, "distinct seeds")
         from harness.data.cache import valid_name

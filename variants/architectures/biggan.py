@@ -36,11 +36,11 @@ from variants.architectures._common import (
 
 @dataclass
 class BigGANParams:
-    width: int = field(default=96, metadata={"min": 1})
-    z_dim: int = field(default=120, metadata={"min": 2})
-    shared_dim: int = field(default=128, metadata={"min": 1})
+    width: int = field(default=96, metadata={"min": 1, "max": 8192})
+    z_dim: int = field(default=120, metadata={"min": 2, "max": 8192})
+    shared_dim: int = field(default=128, metadata={"min": 1, "max": 8192})
     # Resolution of the feature map that gets self-attention (0 = none); 64 at 128 px.
-    attention: int = field(default=0, metadata={"min": 0})
+    attention: int = field(default=0, metadata={"min": 0, "max": 1024})
     ortho: float = field(default=1e-4, metadata={"min": 0.0})
 
 

@@ -26,8 +26,8 @@ from variants.architectures._common import (
 
 @dataclass
 class DCGANParams:
-    width: int = field(default=64, metadata={"min": 1})
-    z_dim: int = field(default=100, metadata={"min": 1})
+    width: int = field(default=64, metadata={"min": 1, "max": 8192})
+    z_dim: int = field(default=100, metadata={"min": 1, "max": 8192})
     # "none" removes batch norm (no coupling between samples of a batch; tests use it).
     norm: str = field(default="batch", metadata={"choices": ("batch", "none")})
     # Spectral norm on D's layers (not in the paper; a common stabiliser).

@@ -32,11 +32,11 @@ from variants.architectures._common import base_and_steps, check_resolution, ini
 
 @dataclass
 class ProgressiveParams:
-    width: int = field(default=128, metadata={"min": 1})
-    z_dim: int = field(default=128, metadata={"min": 1})
-    start_resolution: int = field(default=16, metadata={"min": 4})
-    stage_iterations: int = field(default=1000, metadata={"min": 1})
-    fade_iterations: int = field(default=500, metadata={"min": 0})
+    width: int = field(default=128, metadata={"min": 1, "max": 8192})
+    z_dim: int = field(default=128, metadata={"min": 1, "max": 8192})
+    start_resolution: int = field(default=16, metadata={"min": 4, "max": 1024})
+    stage_iterations: int = field(default=1000, metadata={"min": 1, "max": 10 ** 9})
+    fade_iterations: int = field(default=500, metadata={"min": 0, "max": 10 ** 9})
 
 
 def schedule(p: ProgressiveParams, final: int, iteration: int) -> Tuple[int, float]:

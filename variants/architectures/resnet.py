@@ -27,8 +27,8 @@ from variants.architectures._common import (
 
 @dataclass
 class ResNetParams:
-    width: int = field(default=128, metadata={"min": 1})
-    z_dim: int = field(default=128, metadata={"min": 1})
+    width: int = field(default=128, metadata={"min": 1, "max": 8192})
+    z_dim: int = field(default=128, metadata={"min": 1, "max": 8192})
     # Spectral norm on D (SNGAN style); WGAN-GP's critic has none.
     spectral_norm_d: bool = False
 

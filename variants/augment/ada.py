@@ -43,7 +43,7 @@ class ADAParams:
     p: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     adaptive: bool = True
     target: float = field(default=0.6, metadata={"min": 0.0, "max": 1.0})
-    interval: int = field(default=4, metadata={"min": 1})  # D passes between adjustments
+    interval: int = field(default=4, metadata={"min": 1, "max": 10 ** 6})  # D passes between adjustments
     speed_kimg: float = field(default=500.0, metadata={"min_exclusive": 0.0})
     # Which operations take part (ADA's "bgc" pipeline is all of them).
     xflip: bool = True

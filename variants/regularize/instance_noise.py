@@ -20,7 +20,7 @@ from harness.spec import regularizer_path
 @dataclass
 class InstanceNoiseParams:
     sigma: float = field(default=0.1, metadata={"min": 0.0})
-    anneal_iterations: Optional[int] = field(default=None, metadata={"min": 1})
+    anneal_iterations: Optional[int] = field(default=None, metadata={"min": 1, "max": 10 ** 9})
 
 
 @REGULARIZERS.register("instance_noise", params=InstanceNoiseParams)

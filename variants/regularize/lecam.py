@@ -24,7 +24,7 @@ from harness.registry import REGULARIZERS
 @dataclass
 class LeCamParams:
     decay: float = field(default=0.99, metadata={"min": 0.0, "max": 1.0})
-    start: int = field(default=0, metadata={"min": 0})
+    start: int = field(default=0, metadata={"min": 0, "max": 10 ** 9})
 
 
 @REGULARIZERS.register("lecam", params=LeCamParams)

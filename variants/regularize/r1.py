@@ -18,7 +18,7 @@ from harness.registry import REGULARIZERS
 
 @dataclass
 class R1Params:
-    interval: int = field(default=1, metadata={"min": 1})
+    interval: int = field(default=1, metadata={"min": 1, "max": 10 ** 6})
 
 
 def r1_penalty(D, real: torch.Tensor) -> torch.Tensor:

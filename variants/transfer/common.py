@@ -5,21 +5,15 @@ import functools
 import json
 from typing import Any, Optional, Tuple
 
-import torch
 from torch import nn
 
-from harness import zoo
+from harness import build as harness_build, zoo
 from harness.interfaces import Discriminator, Generator, Transfer
 
 
 def build_on_meta(spec: Any) -> Tuple[Generator, Discriminator]:
     """The trial's G and D without memory or initialisation cost (shapes only)."""
-    from harness.registry import ARCHITECTURES
-
-    with torch.device("meta"):
-        arch = ARCHITECTURES.build(spec.architecture.name, spec.architecture.kwargs, "architecture.name",
-                                   resolution=spec.dataset.resolution, channels=spec.dataset.channels)
-        return arch.make_generator(), arch.make_discriminator()
+    return harness_build.build_on_meta(spec)
 
 
 @functools.lru_cache(maxsize=64)

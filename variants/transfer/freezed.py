@@ -14,7 +14,7 @@ from variants.transfer.common import FromSource, d_block_count
 
 @dataclass
 class FreezeDParams:
-    layers: int = field(default=2, metadata={"min": 1})
+    layers: int = field(default=2, metadata={"min": 1, "max": 1000})
 
 
 @TRANSFERS.register("freezed", params=FreezeDParams)

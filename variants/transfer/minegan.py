@@ -23,9 +23,9 @@ from variants.transfer.common import FromSource
 
 @dataclass
 class MineGANParams:
-    mine_iterations: int = field(default=1000, metadata={"min": 0})
-    hidden: Optional[int] = field(default=None, metadata={"min": 1})  # null: G's z_dim
-    layers: int = field(default=2, metadata={"min": 1})
+    mine_iterations: int = field(default=1000, metadata={"min": 0, "max": 10 ** 9})
+    hidden: Optional[int] = field(default=None, metadata={"min": 1, "max": 8192})  # null: G's z_dim
+    layers: int = field(default=2, metadata={"min": 1, "max": 64})
 
 
 class Miner(nn.Module):
