@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -137,7 +138,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+                      + "\n")
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: what ganbench writes is
+    always JSON (``NaN`` is not), and a reader sees a missing value, not a number."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        return finite_json(obj.item())
+    return obj
 
 
 def sha256_file(path: Path) -> str:
@@ -264,7 +280,7 @@ class TrialRecord:
         return read_jsonl(self.metrics_path)
 
     def append_report(self, row: Dict[str, Any]) -> None:
-        line = json.dumps(row, sort_keys=True, default=_json_default) + "\n"
+        line = _json_line(row)
         with open(self.metrics_path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -273,13 +289,17 @@ class TrialRecord:
     def truncate_reports(self, last_iteration: int) -> List[Dict[str, Any]]:
         """Keep only reports up to ``last_iteration`` (rewritten atomically)."""
         kept = [r for r in self.reports() if r.get("iteration", 0) <= last_iteration]
-        text = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in kept)
+        text = "".join(_json_line(r) for r in kept)
         atomic_write_text(self.metrics_path, text)
         return kept
 
     def write_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
         for row in rows:
             self.append_report(row)
+
+
+def _json_line(row: Dict[str, Any]) -> str:
+    return json.dumps(finite_json(row), sort_keys=True, default=_json_default, allow_nan=False) + "\n"
 
 
 def _json_default(obj: Any) -> Any:

@@ -4,6 +4,7 @@ hold plus ``compute_s``, read with a fallback, so they resume).
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class TrainingState:
 
     def update_best(self, values: Dict[str, float], higher_is_better: Dict[str, bool]) -> Dict[str, float]:
         for name, value in values.items():
+            if not math.isfinite(value):
+                continue  # a NaN metric value is never the best one (and never written as NaN)
             better = max if higher_is_better.get(name, False) else min
             self.best[name] = better(self.best.get(name, value), value)
         return dict(self.best)

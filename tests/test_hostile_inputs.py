@@ -207,6 +207,24 @@ def test_nan_from_a_yaml_file_and_set_is_exit_2(tmp_path, capsys):
     assert "ema.decay: got nan; expected a finite number" in _error_line(capsys)
 
 
+def test_records_never_hold_nan_even_when_a_metric_returns_one(tmp_path):
+    from harness.store import atomic_write_json
+    from harness.training_state import TrainingState
+
+    record = TrialRecord(tmp_path)
+    record.append_report({"iteration": 5, "metrics": {"swd": float("nan"), "kid": np.float32("inf")}})
+    atomic_write_json(tmp_path / "status.json", {"best": {"swd": float("nan")}})
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} written"))
+
+    assert strict(record.metrics_path.read_text())["metrics"] == {"swd": None, "kid": None}
+    assert strict((tmp_path / "status.json").read_text()) == {"best": {"swd": None}}
+    state = TrainingState()
+    assert state.update_best({"swd": float("nan")}, {}) == {}
+    assert state.update_best({"swd": 3.0}, {}) == {"swd": 3.0}
+
+
 # ------------------------------------------------------------------ 4. dataset identity
 def _image_folder(folder: Path, count: int, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -250,6 +268,30 @@ def test_resume_refuses_changed_data_unless_asked(tmp_path, capsys):
     env = json.loads(TrialRecord(out).env_path.read_text())
     assert env["dataset_fingerprint"] == changed.fingerprint
     assert env["dataset_changes"][0]["iteration"] == 10 and env["dataset_changes"][0]["from"] == started
+
+
+def test_a_study_resume_refuses_changed_data_before_scheduling(tmp_path):
+    from harness.data.catalog import import_folder
+    from harness.runner import StudyRunner
+    from harness.study import parse_study
+
+    import_folder(_image_folder(tmp_path / "a", 8, 0), "mine", 16)
+    base = tiny_config(**{"dataset": {"name": "mine", "resolution": 16}, "optimization.iterations": 20,
+                          "eval.every": 0, "sample_every": 0})
+    study = parse_study({"name": "s", "base": base, "seeds": [0]})
+    runner = StudyRunner(study, tmp_path / "results", out=lambda line: None)
+    runner.prepare()
+    plan = runner.plans[0]
+    trial = Trial(plan.spec, runner.record.trial(plan.trial_id).root)
+    trial.start()
+    trial.advance(10)  # the driver died with this trial half-trained
+    trial.close()
+    import_folder(_image_folder(tmp_path / "b", 8, 1), "mine", 16, force=True)
+    resumed = StudyRunner(study, tmp_path / "results", resume=True, out=lambda line: None)
+    with pytest.raises(ConfigError, match="--allow-new-data") as err:
+        resumed.prepare()
+    assert err.value.path == f"trial {plan.trial_id}: dataset.name"
+    StudyRunner(study, tmp_path / "results", resume=True, out=lambda line: None, allow_new_data=True).prepare()
 
 
 # ------------------------------------------------------------------ 5. damaged checkpoints
