@@ -67,6 +67,14 @@ def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')}{when} ({holder.get('command', '?')})"
 
 
+def _command() -> str:
+    """What this process is, for the refusal another one prints: ``ganbench trial ...``."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if program in ("__main__.py", "ganbench"):
+        program = "ganbench"
+    return " ".join([program] + sys.argv[1:4])[:200]
+
+
 def _read_holder(handle: Any) -> Optional[Dict[str, Any]]:
     try:
         handle.seek(0)
@@ -105,8 +113,7 @@ def acquire(path: os.PathLike, field: str, what: str, wait_s: float = 0.0) -> Fi
                                   "(a crashed holder's lock is taken over automatically)") from None
             time.sleep(0.2)
     previous = _read_holder(handle)
-    mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-            "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:4]))[:200]}
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "command": _command()}
     handle.seek(0)
     handle.truncate()
     handle.write(json.dumps(mine))
