@@ -6,6 +6,8 @@ on one.
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import random
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
@@ -57,6 +59,23 @@ def build_on_meta(spec: Any) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """The spec's (G, D) without memory or initialisation cost: parameter shapes only."""
     with torch.device("meta"):
         return build_networks(spec)
+
+
+def meta_networks(spec: Any) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """:func:`build_on_meta`, cached per architecture, kwargs, resolution and channels (a
+    study validates many trials of one shape, and even on the meta device a large D costs
+    seconds: spectral norm initialises itself). Shared: read them, never modify them."""
+    return _meta_networks(spec.architecture.name, json.dumps(spec.architecture.kwargs, sort_keys=True, default=str),
+                          spec.dataset.resolution, spec.dataset.channels)
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_networks(arch: str, kwargs_json: str, resolution: int, channels: int):
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(architecture=SimpleNamespace(name=arch, kwargs=json.loads(kwargs_json)),
+                           dataset=SimpleNamespace(resolution=resolution, channels=channels))
+    return build_on_meta(spec)
 
 
 def model_info(spec: TrialSpec, G: torch.nn.Module, D: torch.nn.Module) -> Dict[str, Any]:

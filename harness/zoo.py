@@ -23,7 +23,6 @@ with the first differing tensor instead of a ``load_state_dict`` error mid-start
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from harness.data.cache import cache_dir, valid_name
+from harness.data.cache import NAME_RULE, cache_dir, valid_name
 from harness.errors import ConfigError
 from harness.store import atomic_write_json, sha256_file
 from harness.validation import build_dataclass
@@ -94,8 +93,7 @@ class ZooCard:
 
     def validate(self, path: str) -> None:
         if not valid_name(self.name):
-            raise ConfigError(f"{path}.name", self.name, "letters, digits, '.', '_' or '-', starting with a letter "
-                              "or digit")
+            raise ConfigError(f"{path}.name", self.name, NAME_RULE)
         if sorted(self.files) != sorted(FILES):
             raise ConfigError(f"{path}.files", sorted(self.files), "exactly " + " and ".join(FILES))
         for name, digest in self.files.items():
@@ -233,31 +231,23 @@ def check_source(spec: Any, method: str, prefix: str = "") -> Dict[str, Any]:
 def check_weights(entry: Path, card: Dict[str, Any], spec: Any, prefix: str = "") -> None:
     """Raise ConfigError unless both weight files hold exactly the tensors (names and
     shapes) of the networks ``spec`` builds; reads only the safetensors headers."""
-    problem = _weights_problem(str(entry), json.dumps(card["files"], sort_keys=True), spec.architecture.name,
-                               json.dumps(spec.architecture.kwargs, sort_keys=True, default=str),
-                               spec.dataset.resolution, spec.dataset.channels)
+    problem = _weights_problem(Path(entry), spec)
     if problem:
         raise ConfigError(f"{prefix}transfer.source", spec.transfer.source,
                           f"a zoo entry whose weights fit its card: {problem}")
 
 
-@functools.lru_cache(maxsize=64)
-def _weights_problem(entry: str, files_json: str, arch: str, kwargs_json: str, resolution: int,
-                     channels: int) -> Optional[str]:
-    """What is wrong with the weights of ``entry`` for that architecture (None: nothing).
-    Cached: a study validates many trials against one source."""
-    from types import SimpleNamespace
-
+def _weights_problem(entry: Path, spec: Any) -> Optional[str]:
+    """What is wrong with the weights of ``entry`` for the networks of ``spec`` (None:
+    nothing); the networks are the cached meta ones, the headers are a few kilobytes."""
     from safetensors import SafetensorError, safe_open
 
-    from harness.build import build_on_meta
+    from harness.build import meta_networks
 
-    spec = SimpleNamespace(architecture=SimpleNamespace(name=arch, kwargs=json.loads(kwargs_json)),
-                           dataset=SimpleNamespace(resolution=resolution, channels=channels))
-    networks = dict(zip(FILES, build_on_meta(spec)))
-    what = f"{arch} {json.loads(kwargs_json) or ''} at {resolution} px".replace("  ", " ")
+    networks = dict(zip(FILES, meta_networks(spec)))
+    what = f"{spec.architecture.name} {spec.architecture.kwargs or ''} at {spec.dataset.resolution} px".replace("  ", " ")
     for name, module in networks.items():
-        path = Path(entry) / name
+        path = entry / name
         try:
             with safe_open(str(path), framework="pt", device="cpu") as fh:
                 found = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}
@@ -300,7 +290,7 @@ def load_weights(entry: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.
 def check_new_name(name: str, root: Path, force: bool = False) -> None:
     """Refuse an invalid entry name, or one already taken unless ``force``."""
     if not valid_name(name):
-        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ConfigError("--name", name, NAME_RULE)
     if (root / name).exists() and not force:
         raise ConfigError("--name", name, f"a name not yet in the zoo at {root} (or --force to replace it)")
 

@@ -13,6 +13,7 @@ exit 2 as well, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import List, Optional
 
@@ -52,7 +53,7 @@ def describe_os_error(err: OSError) -> str:
     hint = ""
     if isinstance(err, PermissionError):
         hint = " (this user may not write or read there: choose another folder or fix its permissions)"
-    elif err.errno == 28:  # ENOSPC
+    elif err.errno == errno.ENOSPC:
         hint = " (the disk is full: free space and rerun; finished files are intact)"
     return f"{where}: {reason}{hint}" if where else f"{reason}{hint}"
 

@@ -29,6 +29,9 @@ def downloads_dir() -> Path:
     return cache_dir() / "downloads"
 
 
+NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from harness.data import DatasetSource, ImageSet
-from harness.data.cache import built_datasets, built_resolutions, dataset_path, valid_name
+from harness.data.cache import NAME_RULE, built_datasets, built_resolutions, dataset_path, valid_name
 from harness.data.hdf5 import read_card, read_hdf5, write_hdf5
 from harness.data.imageops import RECIPE, convert_files, image_files
 from harness.errors import ConfigError
@@ -62,7 +62,7 @@ def import_folder(folder: Path, name: str, resolution: int, mask: Optional[str] 
     if not folder.is_dir():
         raise ConfigError("FOLDER", str(folder), "an existing folder of images")
     if not valid_name(name):
-        raise ConfigError("--name", name, "letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ConfigError("--name", name, NAME_RULE)
     if name in DATASETS:
         raise ConfigError("--name", name, f"a name that is not a built-in dataset ({', '.join(DATASETS.names())})")
     check_resolution(resolution)

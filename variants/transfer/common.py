@@ -1,8 +1,6 @@
 """What the transfer methods that start from a source model share."""
 from __future__ import annotations
 
-import functools
-import json
 from typing import Any, Optional, Tuple
 
 from torch import nn
@@ -16,21 +14,9 @@ def build_on_meta(spec: Any) -> Tuple[Generator, Discriminator]:
     return harness_build.build_on_meta(spec)
 
 
-@functools.lru_cache(maxsize=64)
-def _d_blocks(arch: str, kwargs_json: str, resolution: int, channels: int) -> int:
-    from types import SimpleNamespace
-
-    spec = SimpleNamespace(architecture=SimpleNamespace(name=arch, kwargs=json.loads(kwargs_json)),
-                           dataset=SimpleNamespace(resolution=resolution, channels=channels))
-    return len(build_on_meta(spec)[1].blocks())
-
-
 def d_block_count(spec: Any) -> int:
-    """How many blocks D has (cached per architecture, kwargs, resolution, channels: a study
-    validates many trials of one shape, and building a large D even on the meta device
-    costs seconds — spectral norm initialises itself)."""
-    return _d_blocks(spec.architecture.name, json.dumps(spec.architecture.kwargs, sort_keys=True, default=str),
-                     spec.dataset.resolution, spec.dataset.channels)
+    """How many blocks D has (from the cached meta networks of its shape)."""
+    return len(harness_build.meta_networks(spec)[1].blocks())
 
 
 class FromSource(Transfer):
