@@ -40,11 +40,16 @@ def save(directory: Path, iteration: int, payload: Dict[str, Any], keep: int = 2
     pt = directory / f"ckpt-{iteration:08d}.pt"
     atomic_write_bytes(pt, data)
     atomic_write_json(
-        directory / f"ckpt-{iteration:08d}.json",
+        manifest_path(pt),
         {"iteration": iteration, "file": pt.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
     )
     _prune(directory, keep)
     return pt
+
+
+def manifest_path(pt: Path) -> Path:
+    """The manifest that vouches for checkpoint payload ``pt``."""
+    return Path(pt).with_suffix(".json")
 
 
 def _manifests(directory: Path) -> List[Tuple[int, Path]]:

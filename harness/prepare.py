@@ -12,10 +12,12 @@ the study is planned and before Ray starts, on the driver), ``ganbench trial`` a
   (a killed pretraining resumes there on ``--resume``) — and exported to the zoo. A single
   trial's ``transfer.source`` is checked against the zoo when its config is validated.
 
-Both happen on the driver's machine: on a multi-node cluster the workers must see the
-same cache and zoo (``GANBENCH_CACHE`` / ``GANBENCH_ZOO`` on a shared filesystem), or the
-datasets and sources must be prepared on every node (``ganbench data build``,
-``ganbench pretrain``). No Ray import here.
+Both happen on the driver's machine. With results on object storage the runner then
+uploads what the trials read and each node fetches it (:mod:`harness.assets`); with a
+shared results folder every node must see the same cache and zoo (``GANBENCH_CACHE`` /
+``GANBENCH_ZOO``, passed to the workers, on a shared filesystem) or have the datasets and
+sources prepared on it (``ganbench data build``, ``ganbench pretrain``) — the runner
+checks every node before scheduling (:mod:`harness.cluster`). No Ray import here.
 """
 from __future__ import annotations
 
@@ -94,16 +96,17 @@ def ensure_sources(plan, record, out: Callable[[str], None] = print) -> List[str
     done = []
     for name in plan.missing_sources:
         spec = plan.sources[name]
-        folder = record.source_dir(name)
+        source = record.source(name)
+        folder = source.where
         out(f"pretraining source model {name} ({spec.architecture.name}, {spec.dataset.name} "
             f"{spec.dataset.resolution} px, {spec.optimization.iteration_limit} iterations) in {folder}")
         tty = sys.stderr.isatty()
         lines = [] if tty else [progress_lines(f"source {name}", spec.optimization.iteration_limit, out)]
-        result = run_trial(spec, folder, callbacks=lines, progress=tty)
+        result = run_trial(spec, source, callbacks=lines, progress=tty)
         if result.status != "completed":
             raise ConfigError(f"sources.{name}", result.status, f"a source trial that completes (it ended "
                               f"{result.status}: {result.error}; its record: {folder})")
-        entry = zoo.export(folder, name)
+        entry = zoo.export(source.root, name)
         out(f"  stored in the zoo: {entry}")
         done.append(name)
     return done

@@ -113,6 +113,7 @@ class Reporter:
         tmp = path.with_name("." + path.name + ".tmp.png")
         vutils.save_image(grid, str(tmp))
         os.replace(tmp, path)
+        self.record.publish(path)
         return path
 
     def save_pairs(self, iteration: int, name: str, pairs: Dict[str, Any]) -> Path:
@@ -126,6 +127,7 @@ class Reporter:
         tmp = path.with_name("." + path.name + ".tmp.png")
         vutils.save_image(grid, str(tmp))
         os.replace(tmp, path)
+        self.record.publish(path)
         return path
 
     def write(self, row: Dict[str, Any], evaluation: Optional[Dict[str, Any]], best: Dict[str, float],

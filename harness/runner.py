@@ -13,10 +13,16 @@ Tune checkpoint (``failures.max_retries`` times); the trial engine resumes from 
 checksummed checkpoint in the record, so its series stays continuous. A trial that
 raises is recorded ``failed`` and ends with a final ``failed`` result, not an exception, so
 it is not retried (retrying a deterministic error only fails again); a diverged trial ends
-normally too. The record directory must be on
-storage every node sees (NFS or the like on a multi-node cluster; Ray >= 2.7 asks the
-same of Tune's storage_path) — a restarted trial that finds no checkpoint where its Tune
-checkpoint says one was written stops with an error naming the directory.
+normally too.
+
+Storage: the results location is a folder every node mounts at the same path (NFS or
+the like; Ray >= 2.7 asks the same of Tune's storage_path) or object storage
+(``s3://bucket/prefix`` or any ``pyarrow.fs`` URI: records are staged locally and
+published, see :mod:`harness.store`; Tune stores its experiment there through the same
+filesystem). Before scheduling, the runner checks the location answers (a missing
+bucket, refused credentials: one ConfigError), uploads the prepared datasets and source
+models to the store (:mod:`harness.assets`), and checks that every Ray node can read
+and write the location and its inputs (:mod:`harness.cluster`).
 """
 from __future__ import annotations
 
@@ -25,7 +31,6 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from harness import study as st
@@ -44,7 +49,7 @@ def _tune():
 
 # ------------------------------------------------------------------ console progress
 def _progress_callback(study_name: str, phase: str, metric: Optional[str], mode: str, total: Optional[int],
-                       out: Callable):
+                       out: Callable, on_complete: Callable[[], None] = lambda: None):
     tune = _tune()
 
     class StudyProgress(tune.Callback):
@@ -91,6 +96,7 @@ def _progress_callback(study_name: str, phase: str, metric: Optional[str], mode:
             status = result.get("status", "completed")
             self.state[trial.trial_id] = status if status != "running" else "stopped"
             self._line(phase)
+            on_complete()
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.state[trial.trial_id] = "failed"
@@ -129,7 +135,10 @@ def ray_session(address: Optional[str] = None, quiet: bool = True) -> Iterator[N
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: Dict[str, Any] = {"logging_level": logging.WARNING if quiet else logging.INFO, "log_to_driver": not quiet}
     if address and address != "local":
-        ray.init(address=address, **kwargs)
+        from harness.cluster import worker_env
+
+        # workers on other nodes get ganbench's settings (cache, zoo, staging, S3 endpoint)
+        ray.init(address=address, runtime_env={"env_vars": worker_env()}, **kwargs)
     else:
         ray.init(address="local", include_dashboard=False, _system_config=embedded_system_config(), **kwargs)
     try:
@@ -146,8 +155,9 @@ class StudyRunner:
                  out: Callable[[str], None] = print, allow_new_data: bool = False):
         self.plan = plan if isinstance(plan, st.Plan) else st.Plan.of(plan)  # validates before scheduling
         self.study = self.plan.study
-        self.record = StudyRecord(Path(results).resolve() / self.study.name)
-        self.root = self.record.root
+        self.record = StudyRecord.at(results, self.study.name)
+        self.root = self.record.root  # on object storage: the local staging copy
+        self.assets: List[Dict[str, Any]] = []
         self.resume = resume
         self.allow_new_data = allow_new_data
         self.out = out
@@ -157,6 +167,9 @@ class StudyRunner:
 
     # -- results directory -------------------------------------------------------------
     def prepare(self) -> None:
+        if self.record.remote is not None:
+            self.record.remote.check()  # unreachable, unwritable, no bucket: refused before anything
+            self.record.pull()
         as_run = self.study.to_dict()
         on_disk = self.record.read_study()
         if on_disk is not None:
@@ -165,30 +178,36 @@ class StudyRunner:
                                   f"there (its {StudyRecord.STUDY_FILE} differs; use another --results or another "
                                   "study name to keep both)")
             if not self.resume:
-                raise ConfigError("--resume", False, f"--resume to continue the study in {self.root} (it has "
-                                  "results; nothing is overwritten)")
-        elif self.resume and any(self.root.glob("*")):
+                raise ConfigError("--resume", False, f"--resume to continue the study in {self.record.where} (it "
+                                  "has results; nothing is overwritten)")
+        elif self.resume and not self.record.is_empty():
             raise ConfigError("--resume", True, f"a results directory holding this study's {StudyRecord.STUDY_FILE} "
-                              f"({self.record.study_path} is missing)")
+                              f"({self.record.where}/{StudyRecord.STUDY_FILE} is missing)")
         self.record.write_study(as_run)
         self.record.write_plan([p.summary() for p in self.plans])
         from harness.prepare import prepare_study
 
-        prepare_study(self.plan, self.record, lambda line: self.out(f"[{self.study.name}] {line}"))
+        say = lambda line: self.out(f"[{self.study.name}] {line}")  # noqa: E731
+        prepare_study(self.plan, self.record, say)
+        from harness import assets
+
+        self.assets = assets.collect(self.plan.prerequisite_specs())
+        if self.record.remote is not None:
+            assets.publish(self.assets, self.record, say)
+        self.record.write_assets(self.assets)
         if on_disk is not None:
             self._check_resumed_data()
 
     def _check_resumed_data(self) -> None:
         """Before anything is scheduled: every trial that would resume from a checkpoint
         must find the data it started on (or the run says --allow-new-data)."""
-        from harness import checkpoint as ckpt
         from harness.data import load_image_set
         from harness.spec import parse_trial
         from harness.trial import check_resumed_data
 
         for rec in self.record.trial_records():
             status = (rec.status() or {}).get("status")
-            if status not in (None, "running") or ckpt.latest_iteration(rec.checkpoints_dir) is None:
+            if status not in (None, "running") or not rec.has_checkpoint():
                 continue
             try:
                 spec = parse_trial(rec.read_config())
@@ -199,18 +218,31 @@ class StudyRunner:
                                self.allow_new_data, field=f"trial {rec.root.name}: dataset.name")
 
     # -- phases ------------------------------------------------------------------------
+    def check_nodes(self) -> None:
+        """Every Ray node can read and write the results location and read the inputs
+        (harness.cluster), or the study is refused naming the node and the path."""
+        from harness.cluster import check_nodes
+
+        probed = check_nodes(self.record, self.assets)
+        if probed:
+            self.out(f"[{self.study.name}] {probed} Ray nodes can read and write {self.record.where} and its inputs")
+
     def run(self) -> "Any":
         from harness.summary import write_summary
 
+        self.check_nodes()
         if self.study.search is None:
             self._fit("grid", self.plans)
         else:
             self._fit("search", None)
-            write_summary(self.root)
+            self.record.pull()
+            write_summary(self.record)
             if self.study.search.finalists is not None:
                 self._fit("finalists", self._finalists())
-        summary = write_summary(self.root)
-        self.out(f"[{self.study.name}] summary: {self.record.summary_csv} ({len(summary)} trials)")
+        self.record.pull()  # on object storage: the trials' records as the nodes published them
+        summary = write_summary(self.record)
+        where = f"{self.record.where}/{StudyRecord.SUMMARY_CSV}" if self.record.remote else self.record.summary_csv
+        self.out(f"[{self.study.name}] summary: {where} ({len(summary)} trials)")
         for warning in self.fairness_warnings():
             self.out(f"[{self.study.name}] WARNING: {warning}")
         return summary
@@ -258,7 +290,9 @@ class StudyRunner:
         from harness.trainable import RunSettings, bind
 
         s = self.study.search
-        run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode, self.allow_new_data)
+        uri = self.record.remote.uri if self.record.remote is not None else None
+        run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode, self.allow_new_data,
+                          results_uri=uri, assets=tuple(self.assets))
         return bind(run, self.study.resources.cpus, self.study.resources.gpus)
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
@@ -272,33 +306,41 @@ class StudyRunner:
             return
         if plans is not None and not plans:
             return
-        storage = str(self.record.tune_dir)
-        path = os.path.join(storage, phase)
+        storage, filesystem = self.record.tune_storage()
+        path = self.record.tune_phase(phase)
         trainable = self._trainable()
         total = len(plans) if plans is not None else self.study.search.n_trials
-        progress = _progress_callback(self.study.name, phase, self.metric, self.mode, total, self.out)
+        publish_optuna = self._publish_optuna if phase == "search" else (lambda: None)
+        progress = _progress_callback(self.study.name, phase, self.metric, self.mode, total, self.out, publish_optuna)
         param_space = None
         if plans is not None:
             param_space = {"plan": tune.grid_search([p.to_dict() for p in plans])}
-        if self.resume and Tuner.can_restore(path):
+        if self.resume and Tuner.can_restore(path, storage_filesystem=filesystem):
             self.out(f"[{self.study.name}/{phase}] resuming from {path}")
             tuner = Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                                  restart_errored=False, param_space=param_space)
+                                  restart_errored=False, param_space=param_space, storage_filesystem=filesystem)
             set_restored_callbacks(tuner, [progress])  # progress lines go to this driver's output
         else:
             run_config = RunConfig(
-                name=phase, storage_path=storage, verbose=0, callbacks=[progress],
+                name=phase, storage_path=storage, storage_filesystem=filesystem, verbose=0, callbacks=[progress],
                 failure_config=FailureConfig(max_failures=self.study.failures.max_retries),
                 checkpoint_config=CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True),
             )
             tune_config = self._tune_config(phase)
             kwargs = {"param_space": param_space} if param_space is not None else {}
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
-        self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.root}")
+        self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
         tuner.fit()
         if phase == "search":
             self._fail_orphaned_optuna_trials()
+            publish_optuna()
         self.record.mark_phase_done(phase)
+
+    def _publish_optuna(self) -> None:
+        """On object storage: upload the Optuna database (SQLite, kept in the driver's
+        staging copy) after every finished search trial and at the end of the search."""
+        if self.record.remote is not None and self.record.optuna_path.exists():
+            self.record.publish(self.record.optuna_path)
 
     def _fail_orphaned_optuna_trials(self) -> None:
         """A driver killed between Optuna's ask and Tune's next experiment snapshot leaves

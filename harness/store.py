@@ -1,4 +1,4 @@
-"""The on-disk record of a trial, and atomic file writes.
+"""The records of trials and studies: the one place that knows their layout.
 
 One directory per trial; these names are a contract other tools read::
 
@@ -11,182 +11,82 @@ One directory per trial; these names are a contract other tools read::
     checkpoints/    see harness.checkpoint
     .lock           flock of the one process writing the trial (harness.locks): holder's host, pid
 
-Whole files are replaced atomically (temp file in the same directory, fsync, rename),
-so a reader never trusts a half-written file. ``metrics.jsonl`` is appended a line at a
-time; a torn last line (a kill mid-write) is ignored by the reader and dropped when a
-resumed trial truncates the series back to its checkpoint.
+Whole files are replaced atomically (:mod:`harness.files`), so a reader never trusts a
+half-written file. ``metrics.jsonl`` is appended a line at a time; a torn last line (a
+kill mid-write) is ignored by the reader and dropped when a resumed trial truncates the
+series back to its checkpoint.
+
+**On object storage** (records given a :class:`harness.storage.Remote`) a record is
+written into a local staging copy (:func:`harness.storage.staging_dir`) and each file is
+published as one whole object once complete (no append, no rename there; a put is atomic):
+
+- ``metrics.jsonl`` is one object per row, ``metrics/<iteration:012d>.json``; a resume's
+  truncation deletes the rows after its checkpoint (keyed by iteration: never duplicated);
+- ``attempts.jsonl`` is one object per start, ``attempts/<ns>-<host>-<pid>.json``;
+- a checkpoint's ``.pt`` is uploaded before its manifest (a manifest on the store vouches
+  for a complete payload); pruning deletes manifests first;
+- ``.lock`` is a lease object, ``.lease.json`` (:mod:`harness.locks`);
+- whoever takes a trial's lock first replaces the staging copy with the store's
+  (:meth:`TrialRecord.pull`); readers pull the whole study (:meth:`StudyRecord.pull`).
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
-import math
 import os
-import re
-import socket
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from harness.files import (  # noqa: F401 - re-exported: the atomic writes of every record
+    LEGACY_TEMP_AGE_S, _HOST, _pid_alive, append_line, atomic_target, atomic_write_bytes, atomic_write_json,
+    atomic_write_text, finite_json, json_line, read_json, read_jsonl, remove_stale_temps, sha256_file,
+)
+
+if TYPE_CHECKING:
+    from harness.storage import Remote
+
+
+
+# record files rewritten in place (same name, maybe the same size): a pull fetches them again
+_REWRITTEN = (".json", ".yaml", ".csv", ".html", ".done")
 # stopped: a study scheduler (ASHA) ended the trial early on purpose; it is final.
 STATUSES = ("running", "completed", "diverged", "failed", "stopped")
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+class _Record:
+    """A folder of records, and (given ``remote``) its copy on object storage: ``root``
+    is then the local staging copy, and every file written is published."""
+
+    def __init__(self, root: os.PathLike, remote: Optional["Remote"] = None):
+        self.root = Path(root)
+        self.remote = remote
+
+    @property
+    def where(self) -> str:
+        """Where the record lives, for messages: the store's URI or the folder."""
+        return self.remote.uri if self.remote is not None else str(self.root)
+
+    def publish(self, path: os.PathLike) -> None:
+        """Upload the complete local file ``path`` (inside this record) to the store."""
+        if self.remote is not None:
+            path = Path(path)
+            self.remote.put_file(path.relative_to(self.root).as_posix(), path)
+
+    def write_output(self, path: os.PathLike, text: str) -> None:
+        """Write a file of this record atomically and publish it."""
+        atomic_write_text(Path(path), text)
+        self.publish(path)
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        atomic_write_json(path, obj)
+        self.publish(path)
 
 
-_UMASK = _current_umask()
-
-
-_HOST = socket.gethostname().replace("~", "-")
-# A temp file of a write that never finished (its process was killed) and that no live
-# process can still rename: one of a dead pid on this host, or an older-style name (no
-# host and pid) untouched for this long.
-LEGACY_TEMP_AGE_S = 3600.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by another user
-        return True
-    return True
-
-
-def remove_stale_temps(path: Path) -> List[Path]:
-    """Delete the temp files interrupted writes of ``path`` left beside it (a killed
-    checkpoint write leaves a full checkpoint's worth); returns what was removed."""
-    path = Path(path)
-    removed = []
-    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.(?:(?P<host>[^~]+)~(?P<pid>\d+)~)?[^.]*\.tmp$")
-    try:
-        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-    except OSError:
-        return removed
-    for tmp in candidates:
-        m = pattern.match(tmp.name)
-        if not m:
-            continue
-        if m.group("pid") is not None:
-            stale = m.group("host") == _HOST and int(m.group("pid")) != os.getpid() and not _pid_alive(int(m.group("pid")))
-        else:
-            try:
-                stale = time.time() - tmp.stat().st_mtime > LEGACY_TEMP_AGE_S
-            except OSError:
-                continue
-        if stale:
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
-@contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; when the block succeeds, fsync it and rename it
-    over ``path`` (a reader sees the old file or the new one, never a partial one). The
-    temp file's name holds this host and pid, so the next write of ``path`` removes the
-    temp files of writes whose process died (:func:`remove_stale_temps`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}~{os.getpid()}~", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_target(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(str(directory), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
-                      + "\n")
-
-
-def finite_json(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float replaced by None: what ganbench writes is
-    always JSON (``NaN`` is not), and a reader sees a missing value, not a number."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
-        return finite_json(obj.item())
-    return obj
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_jsonl(path: Path) -> List[Dict[str, Any]]:
-    """All complete JSON lines of ``path`` (a torn or corrupt line is skipped)."""
-    rows = []
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # torn last line
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return rows
-
-
-class TrialRecord:
+class TrialRecord(_Record):
     """Reads and writes one trial's directory."""
 
-    def __init__(self, root: os.PathLike):
-        self.root = Path(root)
+    ROWS_DIR = "metrics"          # on object storage: one object per report row
+    LEASE_FILE = ".lease.json"    # on object storage: the writer's lease (harness.locks)
 
     # paths
     @property
@@ -237,6 +137,64 @@ class TrialRecord:
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
 
+    def write_config(self, text: str) -> None:
+        self.write_output(self.config_path, text)
+
+    def read_env(self) -> Optional[Dict[str, Any]]:
+        return read_json(self.env_path)
+
+    def write_env(self, env: Dict[str, Any]) -> None:
+        self.write_json(self.env_path, env)
+
+    # checkpoints (the format is harness.checkpoint's)
+    def save_checkpoint(self, iteration: int, payload: Dict[str, Any], keep: int) -> Path:
+        """Write checkpoint ``iteration`` and prune to the newest ``keep``; on a store the
+        payload is uploaded before its manifest, and pruned manifests go before payloads."""
+        from harness import checkpoint as ckpt
+
+        pt = ckpt.save(self.checkpoints_dir, iteration, payload, keep=keep)
+        if self.remote is not None:
+            self.publish(pt)
+            self.publish(ckpt.manifest_path(pt))
+            kept = {p.name for p in self.checkpoints_dir.glob("ckpt-*")}
+            stale = [k for k in self.remote.list(self.checkpoints_dir.name) if Path(k).name not in kept]
+            for key in sorted(stale, key=lambda k: not k.endswith(".json")):  # manifests first
+                self.remote.delete(key)
+        return pt
+
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint manifest exists (on the store, for a record there)."""
+        from harness import checkpoint as ckpt
+
+        if self.remote is not None:
+            return any(k.endswith(".json") for k in self.remote.list(self.checkpoints_dir.name))
+        return ckpt.latest_iteration(self.checkpoints_dir) is not None
+
+    def lock(self, field: str, what: str, wait_s: float = 0.0) -> "Any":
+        """Take this record's writer lock (harness.locks): the folder's flock, and on a
+        store its lease too."""
+        from harness import locks
+
+        return locks.acquire(self.lock_path, field, what, wait_s=wait_s,
+                             lease=(self.remote, self.LEASE_FILE) if self.remote is not None else None)
+
+    def pull(self) -> None:
+        """Replace the staging copy with the store's record (before a process resumes the
+        trial: the staging copy may be another attempt's, or none). A no-op locally."""
+        import shutil
+
+        from harness.storage import pull_into
+
+        if self.remote is None:
+            return
+        objects = self.remote.list()
+        for path in (self.config_path, self.env_path, self.status_path, self.metrics_path):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        pull_into(self.remote, objects, self.root, {self.ROWS_DIR: self.metrics_path.name},
+                  skip=(self.samples_dir.name,), lease=self.LEASE_FILE, rewritten=_REWRITTEN)
+
     def read_config(self) -> Optional[Dict[str, Any]]:
         """The resolved trial config as a plain mapping (None before the trial started)."""
         from harness import safe_yaml
@@ -273,42 +231,42 @@ class TrialRecord:
 
     def set_status(self, status: str, **fields: Any) -> None:
         assert status in STATUSES, status
-        atomic_write_json(self.status_path, {"status": status, "updated": time.time(), **fields})
+        self.write_json(self.status_path, {"status": status, "updated": time.time(), **fields})
 
     # metrics series
     def reports(self) -> List[Dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
     def append_report(self, row: Dict[str, Any]) -> None:
-        line = _json_line(row)
-        with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        line = json_line(row)
+        append_line(self.metrics_path, line)
+        if self.remote is not None:
+            self.remote.put_bytes(_row_key(self.ROWS_DIR, int(row.get("iteration", 0))), line.encode("utf-8"))
 
     def truncate_reports(self, last_iteration: int) -> List[Dict[str, Any]]:
-        """Keep only reports up to ``last_iteration`` (rewritten atomically)."""
+        """Keep only reports up to ``last_iteration`` (rewritten atomically; on a store the
+        later row objects are deleted)."""
         kept = [r for r in self.reports() if r.get("iteration", 0) <= last_iteration]
-        text = "".join(_json_line(r) for r in kept)
+        text = "".join(json_line(r) for r in kept)
         atomic_write_text(self.metrics_path, text)
+        if self.remote is not None:
+            for key in self.remote.list(self.ROWS_DIR):
+                if _row_iteration(key) is None or _row_iteration(key) > last_iteration:
+                    self.remote.delete(key)
         return kept
 
-    def write_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
-        for row in rows:
-            self.append_report(row)
 
 
-def _json_line(row: Dict[str, Any]) -> str:
-    return json.dumps(finite_json(row), sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+def _row_key(folder: str, iteration: int) -> str:
+    return f"{folder}/{iteration:012d}.json"
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
+def _row_iteration(key: str) -> Optional[int]:
+    stem = Path(key).stem
+    return int(stem) if stem.isdigit() else None
 
 
-class StudyRecord:
+class StudyRecord(_Record):
     """Reads and writes one study's results folder — the only code that knows its layout
     (``TrialRecord`` knows the inside of each ``trials/<id>/``)::
 
@@ -323,6 +281,13 @@ class StudyRecord:
         optuna.db         the Optuna study of a search (SQLite)
         summary.csv/json  one row per trial
         report.html       the HTML report
+        assets.json       the datasets and source-model files the trials read (sha256 each);
+                          on object storage their copies are in assets/sha256/ (harness.assets)
+
+    On object storage (``remote``) ``root`` is the local staging copy; every file is
+    published as written, ``tune/`` is Ray Tune's own (it writes there directly through
+    the same ``pyarrow.fs`` filesystem), and :meth:`pull` brings the staging copy up to
+    date for readers (the driver before a resume or a summary, ``ganbench report``).
     """
 
     STUDY_FILE = "study.yaml"
@@ -338,9 +303,66 @@ class StudyRecord:
     SUMMARY_CSV = "summary.csv"
     SUMMARY_JSON = "summary.json"
     REPORT_FILE = "report.html"
+    ASSETS_FILE = "assets.json"
+    ASSETS_DIR = "assets"
+    ROW_FOLDERS = {TrialRecord.ROWS_DIR: "metrics.jsonl", "attempts": ATTEMPTS_FILE}
 
-    def __init__(self, root: os.PathLike):
-        self.root = Path(root)
+    @classmethod
+    def at(cls, results: Any, name: str) -> "StudyRecord":
+        """The record of study ``name`` under the results root ``results`` (a folder, or a
+        URI such as ``s3://bucket/prefix``: then staged locally)."""
+        from harness import storage
+
+        if storage.is_uri(results):
+            uri = storage.join(str(results), name)
+            return cls(storage.staging_dir(uri), storage.Remote(uri))
+        return cls(Path(results).resolve() / name)
+
+    @classmethod
+    def open(cls, location: Any, pull: bool = True) -> "StudyRecord":
+        """The record of the study folder (or URI) ``location``; on object storage the
+        staging copy is first brought up to date (``pull``)."""
+        from harness import storage
+
+        if storage.is_uri(location):
+            uri = str(location).rstrip("/")
+            record = cls(storage.staging_dir(uri), storage.Remote(uri))
+            if pull:
+                record.pull()
+            return record
+        return cls(location)
+
+    def is_empty(self) -> bool:
+        if self.remote is not None:
+            return not self.remote.list()
+        return not any(self.root.glob("*"))
+
+    def pull(self) -> None:
+        """Bring the staging copy up to date with the store: every record file, sample
+        grid and summary (not checkpoints, not Ray Tune's folder). A no-op locally."""
+        if self.remote is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        from harness.storage import pull_into
+
+        pull_into(self.remote, self.remote.list(), self.root, self.ROW_FOLDERS, lease=TrialRecord.LEASE_FILE,
+                  skip=(TrialRecord(self.root).checkpoints_dir.name, self.TUNE_DIR, self.ASSETS_DIR),
+                  rewritten=_REWRITTEN)
+
+    def tune_storage(self) -> Tuple[str, Any]:
+        """(storage_path, storage_filesystem) of Ray Tune's experiments of this study."""
+        if self.remote is None:
+            return str(self.tune_dir), None
+        tune = self.remote.child(self.TUNE_DIR)
+        return tune.base, tune.fs
+
+    def tune_phase(self, phase: str) -> str:
+        """The path (or URI) of one phase's Tune experiment, as Tuner.restore takes it."""
+        from harness import storage
+
+        if self.remote is None:
+            return str(self.tune_dir / phase)
+        return storage.join(self.remote.uri, self.TUNE_DIR, phase)
 
     # -- the study as run --------------------------------------------------------------
     @property
@@ -366,25 +388,35 @@ class StudyRecord:
         import yaml
 
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.study_path, yaml.safe_dump(as_run, sort_keys=False))
+        self.write_output(self.study_path, yaml.safe_dump(as_run, sort_keys=False))
 
     # -- plans -------------------------------------------------------------------------
     def write_plan(self, entries: List[Dict[str, Any]]) -> None:
-        atomic_write_json(self.root / self.PLAN_FILE, entries)
+        self.write_json(self.root / self.PLAN_FILE, entries)
 
     def read_plan(self) -> List[Dict[str, Any]]:
-        return _read_json(self.root / self.PLAN_FILE) or []
+        return read_json(self.root / self.PLAN_FILE) or []
 
     def write_floors(self, entries: List[Dict[str, Any]]) -> None:
-        atomic_write_json(self.root / self.FLOORS_FILE, entries)
+        self.write_json(self.root / self.FLOORS_FILE, entries)
 
     def read_floors(self) -> List[Dict[str, Any]]:
         """The study's real-vs-real floors (``harness.metrics.floors``): one entry per
         reference set and protocol; [] when none were computed."""
-        return _read_json(self.root / self.FLOORS_FILE) or []
+        return read_json(self.root / self.FLOORS_FILE) or []
 
     def write_finalists(self, entries: List[Dict[str, Any]]) -> None:
-        atomic_write_json(self.root / self.FINALISTS_FILE, entries)
+        self.write_json(self.root / self.FINALISTS_FILE, entries)
+
+    def write_assets(self, entries: List[Dict[str, Any]]) -> None:
+        self.write_json(self.root / self.ASSETS_FILE, entries)
+
+    def read_assets(self) -> List[Dict[str, Any]]:
+        return read_json(self.root / self.ASSETS_FILE) or []
+
+    def asset_key(self, sha256: str) -> str:
+        """The object (on the store) holding the uploaded file with digest ``sha256``."""
+        return f"{self.ASSETS_DIR}/sha256/{sha256}"
 
     # -- trials ------------------------------------------------------------------------
     @property
@@ -392,34 +424,43 @@ class StudyRecord:
         return self.root / self.TRIALS_DIR
 
     def trial(self, trial_id: str) -> TrialRecord:
-        return TrialRecord(self.trials_dir / trial_id)
+        remote = self.remote.child(self.TRIALS_DIR, trial_id) if self.remote is not None else None
+        return TrialRecord(self.trials_dir / trial_id, remote)
 
     def trial_records(self) -> List[TrialRecord]:
-        """Every trial folder, in name order."""
+        """Every trial folder (of the staging copy on object storage), in name order."""
         if not self.trials_dir.is_dir():
             return []
-        return [TrialRecord(d) for d in sorted(self.trials_dir.iterdir()) if d.is_dir()]
+        return [self.trial(d.name) for d in sorted(self.trials_dir.iterdir()) if d.is_dir()]
 
     def trial_info(self, trial_id: str) -> Dict[str, Any]:
         """What the study says about one trial: id, phase, labels, search overrides."""
-        return _read_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE) or {}
+        return read_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE) or {}
 
     def write_trial_info(self, trial_id: str, info: Dict[str, Any]) -> None:
-        atomic_write_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE, info)
+        self.write_json(self.trials_dir / trial_id / self.TRIAL_INFO_FILE, info)
 
     def attempts(self, trial_id: str) -> List[Dict[str, Any]]:
         return read_jsonl(self.trials_dir / trial_id / self.ATTEMPTS_FILE)
 
     def append_attempt(self, trial_id: str, attempt: Dict[str, Any]) -> None:
-        with open(self.trials_dir / trial_id / self.ATTEMPTS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(attempt, default=str) + "\n")
+        line = json.dumps(finite_json(attempt), default=str) + "\n"
+        path = self.trials_dir / trial_id / self.ATTEMPTS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        append_line(path, line)
+        if self.remote is not None:
+            name = f"{time.time_ns():020d}-{_HOST}-{os.getpid()}.json"
+            self.remote.put_bytes(f"{self.TRIALS_DIR}/{trial_id}/attempts/{name}", line.encode("utf-8"))
 
-    def lock_path(self, trial_id: str) -> Path:
-        return self.trial(trial_id).lock_path
 
     # -- sources, Tune, Optuna ---------------------------------------------------------
     def source_dir(self, name: str) -> Path:
         return self.root / self.SOURCES_DIR / name
+
+    def source(self, name: str) -> TrialRecord:
+        """The record of the source model ``name`` this study pretrains."""
+        remote = self.remote.child(self.SOURCES_DIR, name) if self.remote is not None else None
+        return TrialRecord(self.source_dir(name), remote)
 
     @property
     def tune_dir(self) -> Path:
@@ -429,10 +470,13 @@ class StudyRecord:
         return self.tune_dir / f".{phase}.done"
 
     def phase_done(self, phase: str) -> bool:
-        return self._done_marker(phase).exists()
+        if self._done_marker(phase).exists():
+            return True
+        return self.remote is not None and self.remote.info(
+            self._done_marker(phase).relative_to(self.root).as_posix()) is not None
 
     def mark_phase_done(self, phase: str) -> None:
-        atomic_write_text(self._done_marker(phase), time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+        self.write_output(self._done_marker(phase), time.strftime("%Y-%m-%dT%H:%M:%S\n"))
 
     @property
     def optuna_path(self) -> Path:
@@ -454,11 +498,3 @@ class StudyRecord:
     @property
     def report_path(self) -> Path:
         return self.root / self.REPORT_FILE
-
-
-def _read_json(path: Path) -> Any:
-    """A whole JSON file, or None when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

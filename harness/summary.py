@@ -27,7 +27,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional
 
-from harness.store import StudyRecord, TrialRecord, atomic_write_text
+from harness.store import StudyRecord, TrialRecord
 
 BASE_COLUMNS = ["trial_id", "phase", "status", "variant", "seed", "objective", "iterations", "samples_seen",
                 "wall_s", "train_s", "compute_s", "clock", "evaluations", "host_load_max", "host_cpus", "eval_s", "effective_batch", "effective_batch_g", "peak_rss_mb",
@@ -193,12 +193,13 @@ def summarize(root: os.PathLike):
     return frame[first + metric_cols + rest + config_cols]
 
 
-def write_summary(root: os.PathLike):
-    """Write summary.csv and summary.json (atomically) and return the DataFrame."""
-    study = StudyRecord(root)
-    frame = summarize(root)
-    atomic_write_text(study.summary_csv, frame.to_csv(index=False))
-    atomic_write_text(study.summary_json, to_json(frame))
+def write_summary(root: "os.PathLike | StudyRecord"):
+    """Write summary.csv and summary.json (atomically; published when the study is on
+    object storage) and return the DataFrame."""
+    study = root if isinstance(root, StudyRecord) else StudyRecord(root)
+    frame = summarize(study.root)
+    study.write_output(study.summary_csv, frame.to_csv(index=False))
+    study.write_output(study.summary_json, to_json(frame))
     return frame
 
 

@@ -18,14 +18,13 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-from harness import locks
 from harness.store import StudyRecord, TrialRecord, atomic_write_json
 from harness.tune_adapter import tune
 
 POINTER = "ganbench_checkpoint.json"
-LOCK_WAIT_S = 120.0
+LOCK_WAIT_S = 120.0  # longer than a store's lease lives (harness.locks.LEASE_TTL_S)
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,14 @@ class RunSettings:
     objective: str = "best"
     mode: str = "min"
     allow_new_data: bool = False   # resume trials whose dataset changed since they started
+    results_uri: Optional[str] = None  # the study on object storage (results_dir is then the driver's staging)
+    assets: Tuple[Dict[str, Any], ...] = ()  # datasets and source-model files the trials read (harness.assets)
+
+    def study_record(self) -> StudyRecord:
+        """The study's record as this process sees it (on object storage: its own staging)."""
+        if self.results_uri:
+            return StudyRecord.open(self.results_uri, pull=False)
+        return StudyRecord(self.results_dir)
 
 
 class GanTrainable(tune.Trainable):
@@ -45,7 +52,7 @@ class GanTrainable(tune.Trainable):
     def setup(self, config: Dict[str, Any], run: Optional[RunSettings] = None) -> None:
         assert run is not None, "GanTrainable is built with tune.with_parameters(GanTrainable, run=RunSettings(...))"
         self.run_settings = run
-        self.study_record = StudyRecord(run.results_dir)
+        self.study_record = run.study_record()
         self._configure(config)
 
     def _configure(self, config: Dict[str, Any]) -> None:
@@ -68,9 +75,10 @@ class GanTrainable(tune.Trainable):
         record = study.trial(self.gb_id)
         record.root.mkdir(parents=True, exist_ok=True)
         # a restarted trial waits for a stale actor that still holds the folder (the OS
-        # frees the lock of a dead process) instead of writing the record from two processes
-        self.lock = locks.acquire(study.lock_path(self.gb_id), f"trial {self.gb_id}", "a trial directory",
-                                  wait_s=LOCK_WAIT_S)
+        # frees the lock of a dead process; a store's lease expires) instead of writing
+        # the record from two processes
+        self.lock = record.lock(f"trial {self.gb_id}", "a trial directory", wait_s=LOCK_WAIT_S)
+        record.pull()  # on object storage: the record as the store holds it (whoever locks, pulls)
         previous = record.status()
         if previous and previous["status"] == "failed":
             # failed is final: report it again instead of training again
@@ -80,9 +88,16 @@ class GanTrainable(tune.Trainable):
             "trial_id": self.gb_id, "phase": payload["phase"], "labels": payload["labels"],
             "overrides": payload.get("overrides", {}), "tune_trial_id": self.trial_id,
         })
-        attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+        attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+                                   "node_id": _node_id()}
         try:
-            self.trial = Trial(parse_trial(payload["config"]), record.root, lock=self.lock,
+            if study.remote is not None:
+                from harness import assets
+
+                fetched = assets.fetch(self.run_settings.assets, study)
+                if fetched:
+                    attempt["fetched"] = [p.name for p in fetched]
+            self.trial = Trial(parse_trial(payload["config"]), record, lock=self.lock,
                                allow_new_data=self.run_settings.allow_new_data)
             self.finished = self.trial.start()
             attempt.update(resumed_from=self.trial.iteration,
@@ -143,7 +158,7 @@ class GanTrainable(tune.Trainable):
 
         manifest = ckpt.latest_manifest(self.trial.record.checkpoints_dir)
         atomic_write_json(Path(checkpoint_dir) / POINTER, {
-            "trial_id": self.gb_id, "record": str(self.trial.record.root),
+            "trial_id": self.gb_id, "record": self.trial.record.where,
             "iteration": self.trial.iteration, "manifest": manifest,
         })
 
@@ -157,9 +172,9 @@ class GanTrainable(tune.Trainable):
         manifest = json.loads(file.read_text()).get("manifest") or {}
         if self.finished is None and self.trial.iteration < int(manifest.get("iteration", 0)):
             raise RuntimeError(
-                f"trial {self.gb_id}: {self.trial.record.root} holds no checkpoint at iteration "
+                f"trial {self.gb_id}: {self.trial.record.where} holds no checkpoint at iteration "
                 f"{manifest.get('iteration')} although one was written there; on a multi-node cluster the "
-                "results directory must be on storage every node shares (NFS or similar)")
+                "results must be on storage every node shares (NFS or similar, or object storage: --results s3://...)")
 
     def reset_config(self, new_config: Dict[str, Any]) -> bool:
         self._close()
@@ -177,6 +192,16 @@ class GanTrainable(tune.Trainable):
         if getattr(self, "lock", None) is not None:
             self.lock.release()
             self.lock = None
+
+
+def _node_id() -> Optional[str]:
+    """The Ray node this actor runs on (two nodes on one host are told apart by it)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray
+        return None
 
 
 def bind(run: RunSettings, cpus: float, gpus: float):

@@ -21,7 +21,6 @@ over when checkpoints exist but none loads (:func:`harness.checkpoint.load_lates
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -43,7 +42,7 @@ from harness.metrics import check_sizes as check_metric_sizes, prepare as prepar
 from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, host_load, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
-from harness.store import TrialRecord, atomic_write_json, atomic_write_text
+from harness.store import TrialRecord
 from harness.training_state import TrainingState
 
 __all__ = ["GRID_SIZE", "Trial", "TrialResult", "count_parameters", "resolve_device", "run_trial", "seed_everything"]
@@ -61,10 +60,11 @@ class TrialResult:
 class Trial:
     """A trial being trained: its spec, record, built parts, state and reporter."""
 
-    def __init__(self, spec: TrialSpec, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,
+    def __init__(self, spec: TrialSpec, out_dir: "os.PathLike | TrialRecord", callbacks: Optional[List[ReportCallback]] = None,
                  progress: bool = False, lock: Optional[locks.FileLock] = None, allow_new_data: bool = False):
         self.spec = spec
-        self.record = TrialRecord(out_dir)
+        # a folder, or a record (a study's trial on object storage is a TrialRecord with a remote)
+        self.record = out_dir if isinstance(out_dir, TrialRecord) else TrialRecord(out_dir)
         self.callbacks = list(callbacks or [])
         self.progress = progress
         # the folder's lock: given (a Ray actor that waited for it) or taken by start()
@@ -158,8 +158,7 @@ class Trial:
         self.state.load_checkpoint(state, self.sampler.generator)
 
     def save_checkpoint(self) -> None:
-        ckpt.save(self.record.checkpoints_dir, self.iteration, self.checkpoint_state(),
-                  keep=self.spec.keep_checkpoints)
+        self.record.save_checkpoint(self.iteration, self.checkpoint_state(), keep=self.spec.keep_checkpoints)
 
     def wall_s(self) -> float:
         return self.state.wall_s()
@@ -227,7 +226,8 @@ class Trial:
     def _take_lock(self) -> None:
         if self.lock is not None:
             return
-        self.lock = locks.acquire(self.record.lock_path, "out", "a trial directory")
+        self.lock = self.record.lock("out", "a trial directory")
+        self.record.pull()  # on object storage: start from the store's record (whoever locks, pulls)
         if self.lock.taken_over:
             warnings.warn(f"{self.record.root}: took over the lock left by {locks.describe_holder(self.lock.taken_over)}"
                           ", which is no longer running", RuntimeWarning, stacklevel=3)
@@ -267,12 +267,12 @@ class Trial:
         else:
             if record.metrics_path.exists():  # killed before its first checkpoint: start over
                 record.truncate_reports(0)
-            atomic_write_text(record.config_path, spec.to_yaml())
+            record.write_config(spec.to_yaml())
             env = environment(spec, self.device)
             env.update(self.describe())
             env["dataset_info"] = self.data.info
             env["source_model"] = self.transfer.source_fingerprint()
-            atomic_write_json(record.env_path, env)
+            record.write_env(env)
         record.set_status("running", iteration=self.iteration, pid=os.getpid(), host=socket.gethostname())
         self.state.start_clock()
         self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
@@ -418,9 +418,8 @@ def check_resumed_data(record: TrialRecord, name: str, fingerprint: str, images:
     """Refuse to resume ``record`` on data other than the data it started on (the
     fingerprint in its env.json), unless ``allow``: then, given the ``iteration`` it
     resumes at, the change is recorded in env.json (``dataset_changes``)."""
-    try:
-        env = json.loads(record.env_path.read_text())
-    except (OSError, ValueError):
+    env = record.read_env()
+    if not isinstance(env, dict):
         return
     started = env.get("dataset_fingerprint")
     if not isinstance(started, str) or started == fingerprint:
@@ -435,7 +434,7 @@ def check_resumed_data(record: TrialRecord, name: str, fingerprint: str, images:
     env.setdefault("dataset_changes", []).append({"iteration": iteration, "from": started, "to": fingerprint,
                                                   "images": images, "time": time.time()})
     env.update({"dataset_fingerprint": fingerprint, "dataset_images": images})
-    atomic_write_json(record.env_path, env)
+    record.write_env(env)
 
 
 def run_trial(spec: Any, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,

@@ -328,11 +328,17 @@ def write_report(results_dir, out: Optional[Path] = None, options: Optional[Repo
                  notice: Callable[[str], None] = print, **fields: Any) -> Path:
     """Write the study's report (default: the study folder's report.html); return its path.
     ``options`` (or its fields as keywords: ``png=False, metric="swd"``) say what it shows."""
+    from harness.store import StudyRecord
+
     options = dataclasses.replace(options, **fields) if options is not None else ReportOptions(**fields)
-    res = load_study(results_dir)
-    out = Path(out) if out else res.record.report_path
+    record = results_dir if isinstance(results_dir, StudyRecord) else StudyRecord(results_dir)
+    res = load_study(record.root)
+    # the study's own report.html is published with the study (object storage); --out is a local file
+    publish = record.publish if not out else (lambda path: None)
+    out = Path(out) if out else record.report_path
     page, figs = render_report(res, options, notice=notice)
     atomic_write_text(out, page)
+    publish(out)
     if options.png and figs:
         folder = out.with_name(out.stem + "_files")
         written = 0
@@ -340,6 +346,7 @@ def write_report(results_dir, out: Optional[Path] = None, options: Optional[Repo
             for name, fig in figs.items():
                 if exporter.write(fig, folder / f"{name}.png") is None:
                     break
+                publish(folder / f"{name}.png")
                 written += 1
         if written:
             notice(f"{written} PNG figure(s) in {folder}")

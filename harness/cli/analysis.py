@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.common import write_or_print
+from harness.cli.common import open_study, write_or_print
 from harness.store import StudyRecord
 
 
 def cmd_table(args: argparse.Namespace) -> int:
     from harness.analysis import AnalysisOptions, build_table, load_study
 
-    table = build_table(args.kind, load_study(args.dir), AnalysisOptions.from_namespace(args))
+    table = build_table(args.kind, load_study(open_study(args.dir).root), AnalysisOptions.from_namespace(args))
     write_or_print(table.render(args.format), args.out)
     warn(table, args)
     return 0
@@ -28,15 +28,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.analysis.options import ReportOptions
     from harness.analysis.report import write_report
 
-    out = write_report(args.dir, out=args.out, options=ReportOptions.from_namespace(args))
-    print(f"report: {out}")
+    record = open_study(args.dir)
+    out = write_report(record, out=args.out, options=ReportOptions.from_namespace(args))
+    if record.remote is not None and not args.out:
+        print(f"report: {record.where}/{out.name} (local copy: {out})")
+    else:
+        print(f"report: {out}")
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.analysis import leaderboard, load_study
 
-    table = leaderboard([load_study(d) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
+    table = leaderboard([load_study(open_study(d).root) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
                         level=args.level)
     write_or_print(table.render(args.format), args.out)
     warn(table, args)
@@ -67,7 +71,7 @@ def register(sub) -> None:
     p = sub.add_parser("table", help="a table over seeds of a study: " + ", ".join(k.name for k in kinds),
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="table kinds:\n" + "\n".join(f"  {k.name:12} {k.help}" for k in kinds))
-    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("dir", help="RESULTS/<study name> (a folder, or s3://BUCKET/PREFIX/<study name>)")
     p.add_argument("--kind", choices=[k.name for k in kinds], default="comparison")
     p.add_argument("--format", choices=["md", "latex", "html", "csv"], default="md")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
@@ -75,7 +79,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a study (works while it runs)")
-    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("dir", help="RESULTS/<study name> (a folder, or s3://BUCKET/PREFIX/<study name>)")
     p.add_argument("--out", default=None, help=f"the HTML file (default: DIR/{StudyRecord.REPORT_FILE})")
     p.add_argument("--plotlyjs", choices=PLOTLYJS, default="inline",
                    help="inline plotly.js (offline, ~5 MB more) or load it from the plotly CDN")

@@ -65,6 +65,14 @@ def add_config(p: argparse.ArgumentParser) -> None:
                    help="override a dotted config key (repeatable), e.g. optimization.iterations=100")
 
 
+def open_study(location: str):
+    """The StudyRecord of a study folder or URI (``s3://bucket/prefix/<study>``); on
+    object storage its local staging copy is brought up to date first."""
+    from harness.store import StudyRecord
+
+    return StudyRecord.open(location)
+
+
 def write_or_print(text: str, out: Optional[str]) -> None:
     if out:
         from harness.store import atomic_write_text

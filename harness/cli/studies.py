@@ -36,9 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from harness.cli.common import open_study
     from harness.summary import summarize, to_json
 
-    frame = summarize(args.dir)
+    frame = summarize(open_study(args.dir).root)
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":
@@ -60,7 +61,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("run", help="run a study on Ray: an ablation grid or an Optuna search")
     p.add_argument("study", help="study YAML (see docs/study-file.md)")
-    p.add_argument("--results", default="results", help="results root; the study writes RESULTS/<name>/")
+    p.add_argument("--results", default="results",
+                   help="results root, a folder or object storage (s3://BUCKET/PREFIX, gs://..., any pyarrow.fs URI); "
+                        "the study writes RESULTS/<name>/")
     p.add_argument("--address", default=None,
                    help="an existing Ray cluster (default $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--resume", action="store_true", help="continue a study whose driver stopped")
@@ -74,6 +77,6 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("summary", help="one row per trial of a study results directory")
-    p.add_argument("dir", help="RESULTS/<study name>")
+    p.add_argument("dir", help="RESULTS/<study name> (a folder, or s3://BUCKET/PREFIX/<study name>)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_summary)
