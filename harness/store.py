@@ -357,12 +357,10 @@ class StudyRecord(_Record):
         return tune.base, tune.fs
 
     def tune_phase(self, phase: str) -> str:
-        """The path (or URI) of one phase's Tune experiment, as Tuner.restore takes it."""
-        from harness import storage
-
-        if self.remote is None:
-            return str(self.tune_dir / phase)
-        return storage.join(self.remote.uri, self.TUNE_DIR, phase)
+        """The path of one phase's Tune experiment inside :meth:`tune_storage`'s filesystem
+        (as Tuner.can_restore and Tuner.restore take it with that filesystem)."""
+        storage_path, _ = self.tune_storage()
+        return f"{storage_path}/{phase}"
 
     # -- the study as run --------------------------------------------------------------
     @property

@@ -134,3 +134,21 @@ def run_study_inline(study_data, results, only=None):
         run_trial(p.spec, rec)
     write_summary(runner.root)
     return runner.root
+
+
+@pytest.fixture(scope="session")
+def _local_s3():
+    from tests.s3server import LocalS3
+
+    server = LocalS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(_local_s3, monkeypatch):
+    """A fresh bucket on the local S3 server (moto, 127.0.0.1), with the standard AWS
+    variables pointing at it (inherited by any Ray this test starts); its name."""
+    for key, value in _local_s3.env().items():
+        monkeypatch.setenv(key, value)
+    return _local_s3.new_bucket()

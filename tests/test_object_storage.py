@@ -1,0 +1,302 @@
+"""Results on object storage (a local S3-compatible server: moto on 127.0.0.1) and a
+cluster whose nodes do not share a disk. Nothing here reaches beyond this machine."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.storage import Remote
+from harness.store import StudyRecord, TrialRecord
+from tests.conftest import tiny_config
+from tests.test_study_cluster import _proc, _processes_with_env, study_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rows(remote, trial):
+    """The report rows of a trial on the store: iteration -> the object's bytes."""
+    sub = remote.child("trials", trial)
+    return {int(Path(k).stem): sub.get_bytes(k) for k in sub.list("metrics")}
+
+
+def _attempts(remote, trial):
+    sub = remote.child("trials", trial)
+    return [json.loads(sub.get_bytes(k)) for k in sorted(sub.list("attempts"))]
+
+
+def _json(remote, key):
+    data = remote.get_bytes(key)
+    return json.loads(data) if data else {}
+
+
+# ------------------------------------------------------------------- the record layer
+def test_trial_record_on_a_store_rows_truncation_checkpoints_and_pull(s3_bucket, tmp_path):
+    import torch
+
+    from harness import checkpoint as ckpt
+
+    remote = Remote(f"s3://{s3_bucket}/one")
+    rec = TrialRecord(tmp_path / "staging-a", remote)
+    rec.create()
+    for it in (10, 20, 30):
+        rec.append_report({"iteration": it, "value": float(it)})
+    rec.set_status("running", iteration=30)
+    for it in (10, 20, 30):
+        rec.save_checkpoint(it, {"iteration": it, "w": torch.full((3,), float(it))}, keep=2)
+    assert sorted(remote.list("metrics")) == [f"metrics/{i:012d}.json" for i in (10, 20, 30)]
+    assert sorted(remote.list("checkpoints")) == [f"checkpoints/ckpt-{i:08d}.{e}" for i in (20, 30)
+                                                  for e in ("json", "pt")]  # pruned to 2 on the store too
+    assert rec.truncate_reports(20) == [{"iteration": 10, "value": 10.0}, {"iteration": 20, "value": 20.0}]
+    assert sorted(remote.list("metrics")) == [f"metrics/{i:012d}.json" for i in (10, 20)]
+
+    other = TrialRecord(tmp_path / "staging-b", remote)  # another node: nothing local yet
+    (other.root / "checkpoints").mkdir(parents=True)
+    (other.root / "checkpoints" / "ckpt-00000099.json").write_text("{}")  # a stale local leftover
+    other.pull()
+    assert [r["iteration"] for r in other.reports()] == [10, 20]
+    assert other.status()["iteration"] == 30
+    state = ckpt.load_latest(other.checkpoints_dir)
+    assert state["iteration"] == 30 and torch.equal(state["w"], torch.full((3,), 30.0))
+
+
+def test_a_checkpoint_payload_reaches_the_store_before_its_manifest(s3_bucket, tmp_path):
+    order = []
+
+    class Recording(Remote):
+        def put_file(self, rel, local):
+            order.append(("put", rel))
+            super().put_file(rel, local)
+
+        def delete(self, rel):
+            order.append(("delete", rel))
+            super().delete(rel)
+
+    rec = TrialRecord(tmp_path / "s", Recording(f"s3://{s3_bucket}/ck"))
+    rec.create()
+    for it in (1, 2):
+        rec.save_checkpoint(it, {"iteration": it}, keep=1)
+    assert order == [("put", "checkpoints/ckpt-00000001.pt"), ("put", "checkpoints/ckpt-00000001.json"),
+                     ("put", "checkpoints/ckpt-00000002.pt"), ("put", "checkpoints/ckpt-00000002.json"),
+                     ("delete", "checkpoints/ckpt-00000001.json"), ("delete", "checkpoints/ckpt-00000001.pt")]
+
+
+def test_a_live_lease_is_refused_and_a_stale_one_taken_over(s3_bucket, tmp_path):
+    from harness import locks
+
+    remote = Remote(f"s3://{s3_bucket}/leased")
+    rec = TrialRecord(tmp_path / "s", remote)
+    holder = {"host": "node-7", "pid": 4242, "since": time.time() - 5, "command": "ganbench run x", "token": "t"}
+    remote.put_bytes(rec.LEASE_FILE, json.dumps(dict(holder, heartbeat=time.time())).encode())
+    with pytest.raises(locks.LockedError) as err:
+        rec.lock("out", "a trial directory")
+    assert "pid 4242 on host node-7" in str(err.value) and remote.uri in str(err.value)
+    assert json.loads(remote.get_bytes(rec.LEASE_FILE))["host"] == "node-7"  # untouched
+
+    remote.put_bytes(rec.LEASE_FILE, json.dumps(dict(holder, heartbeat=time.time() - 2 * locks.LEASE_TTL_S)).encode())
+    lock = rec.lock("out", "a trial directory")
+    try:
+        assert lock.taken_over["host"] == "node-7"
+        mine = json.loads(remote.get_bytes(rec.LEASE_FILE))
+        assert mine["pid"] == os.getpid()
+        with pytest.raises(locks.LockedError):  # another process of this host is refused while it lives
+            _take_as_other_pid(remote, rec.LEASE_FILE)
+    finally:
+        lock.release()
+    assert remote.get_bytes(rec.LEASE_FILE) is None  # released: deleted
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    remote.put_bytes(rec.LEASE_FILE, json.dumps(dict(holder, host=socket.gethostname(), pid=int(dead.stdout),
+                                                     heartbeat=time.time())).encode())
+    lock = rec.lock("out", "a trial directory")  # a dead pid on this host: at once, no TTL wait
+    assert lock.taken_over["pid"] == int(dead.stdout)
+    lock.release()
+
+
+def _take_as_other_pid(remote, key):
+    code = (f"from harness.storage import Remote; from harness import locks; "
+            f"locks.Lease.take(Remote({remote.uri!r}), {key!r}, 'out', 'a trial directory')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    if "LockedError" in proc.stderr:
+        from harness import locks
+
+        raise locks.LockedError("out", remote.uri, proc.stderr.strip().splitlines()[-1])
+    raise AssertionError(f"a second process took a live lease: {proc.stdout}{proc.stderr}")
+
+
+def test_assets_are_fetched_from_the_store_and_checked(s3_bucket, tmp_path, monkeypatch):
+    from harness import assets
+    from harness.data.catalog import import_folder
+    from harness.spec import parse_trial
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (16, 16), (i * 40, 10, 200)).save(folder / f"{i}.png")
+    import_folder(str(folder), "mine", 16)
+    spec = parse_trial(tiny_config(**{"dataset": {"name": "mine", "resolution": 16}}))
+    record = StudyRecord.at(f"s3://{s3_bucket}/res", "st")
+    entries = assets.collect([spec])
+    assert [(e["kind"], e["path"]) for e in entries] == [("dataset", "mine/mine-16.hdf5")]
+    assert assets.publish(entries, record) == 1 and assets.publish(entries, record) == 0  # once
+    original = assets.local_path(entries[0]).read_bytes()
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "node-b-cache"))  # another node: an empty cache
+    assert assets.problems(entries, record) == []
+    assert [p.name for p in assets.fetch(entries, record)] == ["mine-16.hdf5"]
+    assert assets.local_path(entries[0]).read_bytes() == original
+    assert assets.fetch(entries, record) == []  # already there and verified
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "node-c-cache"))
+    tampered = bytearray(original)
+    tampered[len(tampered) // 2] ^= 0xFF
+    record.remote.put_bytes(record.asset_key(entries[0]["sha256"]), bytes(tampered))
+    with pytest.raises(ConfigError, match="the store's copy differs"):
+        assets.fetch(entries, record)
+    assert not assets.local_path(entries[0]).exists()
+    assert assets.problems(entries) == [f"has no dataset file {assets.local_path(entries[0])}"]
+
+
+def test_the_workers_get_ganbench_settings_but_no_secrets():
+    from harness.cluster import worker_env
+
+    env = worker_env({"GANBENCH_CACHE": "/c", "GANBENCH_ZOO": "/z", "AWS_ENDPOINT_URL": "http://s3:9000",
+                      "AWS_REGION": "eu-west-1", "AWS_SECRET_ACCESS_KEY": "s", "AWS_ACCESS_KEY_ID": "k",
+                      "AWS_SESSION_TOKEN": "t", "HOME": "/root"})
+    assert env == {"GANBENCH_CACHE": "/c", "GANBENCH_ZOO": "/z", "AWS_ENDPOINT_URL": "http://s3:9000",
+                   "AWS_REGION": "eu-west-1"}
+
+
+# ------------------------------------------------------------------------ bad storage
+def _study_file(tmp_path, name="bad"):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_data(name, 40, [0])))
+    return path
+
+
+def test_unusable_storage_is_one_error_before_anything_runs(s3_bucket, tmp_path, capsys, monkeypatch):
+    from harness.cli import main
+
+    study = _study_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    cases = {
+        "s3://no-such-bucket-here/res": "bucket 'no-such-bucket-here' does not exist; create it first",
+        "s3:///res": "s3://BUCKET/PREFIX (no bucket named)",
+        "nosuchscheme://x/y": "a local folder or a URI pyarrow.fs resolves",
+    }
+    for uri, expected in cases.items():
+        assert main(["run", str(study), "--results", uri]) == 2, uri
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    t0 = time.monotonic()
+    assert main(["run", str(study), "--results", f"s3://{s3_bucket}/res"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to http://127.0.0.1:9" in err and time.monotonic() - t0 < 30, err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "no-such-bucket-here").exists()
+
+
+def test_existing_results_on_the_store_are_untouched_by_a_refused_run(s3_bucket, tmp_path, capsys, monkeypatch):
+    from harness.cli import main
+
+    remote = Remote(f"s3://{s3_bucket}/res/bad")
+    remote.put_bytes("study.yaml", b"name: bad\nsomething: else\n")
+    before = {k: remote.get_bytes(k) for k in remote.list()}
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(_study_file(tmp_path)), "--results", f"s3://{s3_bucket}/res"]) == 2
+    assert "the same study as the one already run there" in capsys.readouterr().err
+    assert {k: remote.get_bytes(k) for k in remote.list()} == before
+
+
+# ------------------------------------------------------------- a study on the store
+def _kill_driver_when(study_file, uri, study, log_path, cwd, env):
+    """Start ``ganbench run`` on ``uri`` in its own session; SIGKILL it (and every process
+    of this test's cache) once the store shows one trial completed while another has a
+    checkpoint at >= 100. Returns the completed trials' rows."""
+    import psutil
+
+    remote = Remote(uri).child(study)
+    log = open(log_path, "w")
+    driver = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(study_file), "--results", uri],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(cwd))
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            keys = remote.list("trials")
+            trials = sorted({k.split("/")[1] for k in keys})
+            states = {t: _json(remote, f"trials/{t}/status.json").get("status") for t in trials}
+            done = [t for t in trials if states[t] == "completed"]
+            mid = [t for t in trials if states[t] == "running" and any(
+                k.startswith(f"trials/{t}/checkpoints/ckpt-") and k.endswith(".json")
+                and int(Path(k).stem.split("-")[1]) >= 100 for k in keys)]
+            if done and mid:
+                break
+            assert driver.poll() is None, Path(log_path).read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the study never had a finished and a running trial at once: " + Path(log_path).read_text())
+        family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+        os.killpg(driver.pid, signal.SIGKILL)
+        family += [p.pid for p in _processes_with_env("GANBENCH_CACHE", env["GANBENCH_CACHE"])]
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        driver.wait(timeout=30)
+        psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        log.close()
+    return {t: _rows(remote, t) for t in done}
+
+
+@pytest.mark.timeout(600)
+def test_study_on_s3_survives_a_killed_driver_resumes_and_reports_from_the_store(s3_bucket, tmp_path, monkeypatch):
+    from harness.cli import main
+
+    work = tmp_path / "work"  # the driver's working directory: no results folder may appear in it
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cache = tmp_path / "node-cache"
+    monkeypatch.setenv("GANBENCH_CACHE", str(cache))
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(study_data("s3drv", 400, [0, 1, 2, 3],
+                                                    resources={"cpus": 1, "max_concurrent": 2})))
+    uri = f"s3://{s3_bucket}/lab/results"
+    finished = _kill_driver_when(study_file, uri, "s3drv", tmp_path / "driver.log", work,
+                                 dict(os.environ, PYTHONUNBUFFERED="1"))
+    remote = Remote(uri).child("s3drv")
+    interrupted = sorted({k.split("/")[1] for k in remote.list("trials")} - set(finished))
+    assert finished and interrupted
+
+    assert main(["run", str(study_file), "--results", uri]) == 2  # refuses without --resume
+    assert main(["run", str(study_file), "--results", uri, "--resume"]) == 0
+    summary = json.loads(remote.get_bytes("summary.json"))
+    assert len(summary) == 4 and {row["status"] for row in summary} == {"completed"}
+    for trial, rows in finished.items():
+        assert _rows(remote, trial) == rows  # not rerun, not rewritten
+    for trial in interrupted:
+        assert sorted(_rows(remote, trial)) == list(range(20, 401, 20)), trial  # every row exactly once
+        assert all(a["node_id"] for a in _attempts(remote, trial))
+    resumed = [a for t in interrupted for a in _attempts(remote, t)[1:]]
+    assert any(a.get("resumed_from", 0) >= 100 for a in resumed)
+    assert not remote.list("trials/" + interrupted[0] + "/.lease.json")  # released
+
+    # the report is built from the store by a reader with nothing local (another machine)
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "reader-cache"))
+    assert main(["report", f"{uri}/s3drv", "--no-png"]) == 0
+    page = remote.get_bytes("report.html").decode()
+    assert "s3drv" in page and all(t in page for t in interrupted)
+    assert main(["summary", f"{uri}/s3drv", "--format", "csv"]) == 0
+    assert list(work.iterdir()) == []  # nothing was written to a local results folder
