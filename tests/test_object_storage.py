@@ -300,3 +300,66 @@ def test_study_on_s3_survives_a_killed_driver_resumes_and_reports_from_the_store
     assert "s3drv" in page and all(t in page for t in interrupted)
     assert main(["summary", f"{uri}/s3drv", "--format", "csv"]) == 0
     assert list(work.iterdir()) == []  # nothing was written to a local results folder
+
+
+# -------------------------------------------------- a node that cannot see the results
+def _can_hide_a_folder():
+    try:
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not _can_hide_a_folder(), reason="needs a mount namespace (unshare -m, as root) to hide a folder "
+                    "from one node")
+def test_a_node_that_cannot_see_a_local_results_folder_is_refused_before_scheduling(tmp_path, monkeypatch):
+    """Two nodes: the head (this process's cluster) and a worker started by ``ray start``
+    in its own mount namespace, where an empty tmpfs covers the results folder — as a
+    node without the shared disk sees it. The runner names that node and the path."""
+    import psutil
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from harness.runner import run_study
+    from harness.study import parse_study
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    results.mkdir()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    worker = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         f'mount -t tmpfs tmpfs "{results}" && exec "{ray_bin}" start --address={cluster.address} '
+         "--num-cpus=1 --block --disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert worker.poll() is None and time.time() < deadline, "the second node did not join"
+            time.sleep(0.5)
+        hidden, address = next((n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes()
+                               if n["Alive"] and n["NodeID"] != cluster.head_node.node_id)
+        study = parse_study(study_data("unseen", 40, [0, 1]))
+        with pytest.raises(ConfigError) as err:
+            run_study(study, results, out=lambda line: None)
+        message = str(err.value)
+        assert message.startswith(f"--results: got '{results / 'unseen'}'")
+        assert f"node {hidden[:12]} ({address}) cannot read the results folder {results / 'unseen'}" in message
+        assert f"node {cluster.head_node.node_id[:12]}" not in message  # the head sees it
+        assert not (results / "unseen" / "trials").exists()  # nothing was scheduled
+        assert not (results / "unseen" / "tune").exists()
+    finally:
+        ray.shutdown()
+        family = [worker.pid] + [p.pid for p in psutil.Process(worker.pid).children(recursive=True)] \
+            if worker.poll() is None else []
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
+        cluster.shutdown()
