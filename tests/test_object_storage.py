@@ -62,7 +62,7 @@ def test_trial_record_on_a_store_rows_truncation_checkpoints_and_pull(s3_bucket,
     other.pull()
     assert [r["iteration"] for r in other.reports()] == [10, 20]
     assert other.status()["iteration"] == 30
-    state = ckpt.load_latest(other.checkpoints_dir)
+    state = ckpt.load_latest(other.checkpoints_dir, warn=pytest.fail)  # the stale leftover is gone
     assert state["iteration"] == 30 and torch.equal(state["w"], torch.full((3,), 30.0))
 
 
@@ -363,3 +363,29 @@ def test_a_node_that_cannot_see_a_local_results_folder_is_refused_before_schedul
                 pass
         psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
         cluster.shutdown()
+
+
+def test_a_single_trial_on_the_store_resumes_from_it_on_another_machine(s3_bucket, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    config = tmp_path / "t.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(**{"optimization.iterations": 20})))
+    uri = f"s3://{s3_bucket}/single/t1"
+    monkeypatch.chdir(tmp_path)
+    assert main(["trial", str(config), "--out", uri, "--quiet", "--set", "optimization.iterations=10"]) == 0
+    remote = Remote(uri)
+    assert sorted(int(Path(k).stem) for k in remote.list("metrics")) == [5, 10]
+    first = {k: remote.get_bytes(k) for k in remote.list("metrics")}
+    capsys.readouterr()
+    # another machine (an empty cache and staging) continues the same trial to 20
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "other-machine"))
+    config.write_text(yaml.safe_dump(tiny_config(**{"optimization.iterations": 20})))
+    assert main(["trial", str(config), "--out", uri, "--quiet"]) == 2  # another config: refused
+    assert "config.yaml differs" in capsys.readouterr().err
+    assert main(["trial", str(config), "--out", uri, "--quiet", "--set", "optimization.iterations=10"]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == uri
+    assert {k: remote.get_bytes(k) for k in remote.list("metrics")} == first  # completed: nothing rerun
+    assert _json(remote, "status.json")["status"] == "completed"
+    assert main(["trial", str(config), "--out", f"s3://no-such-bucket-x/t", "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] and not (tmp_path / "s3:").exists()

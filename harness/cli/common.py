@@ -73,6 +73,19 @@ def open_study(location: str):
     return StudyRecord.open(location)
 
 
+def trial_record(out: str):
+    """The TrialRecord of ``--out``: a folder, or object storage (``s3://bucket/prefix/trial``,
+    staged locally and published; refused up front when unusable)."""
+    from harness import storage
+    from harness.store import TrialRecord
+
+    if not storage.is_uri(out):
+        return TrialRecord(out)
+    remote = storage.Remote(out)
+    remote.check("--out")
+    return TrialRecord(storage.staging_dir(remote.uri), remote)
+
+
 def write_or_print(text: str, out: Optional[str]) -> None:
     if out:
         from harness.store import atomic_write_text
