@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from harness.errors import ConfigError
 
@@ -74,9 +74,10 @@ def probe_node(target: Dict[str, Any]) -> Dict[str, Any]:
     return {"host": socket.gethostname(), "problems": problems}
 
 
-def check_nodes(record: Any, entries: List[Dict[str, Any]], timeout_s: float = PROBE_TIMEOUT_S) -> int:
+def check_nodes(record: Any, entries: Callable[[], List[Dict[str, Any]]], timeout_s: float = PROBE_TIMEOUT_S) -> int:
     """Refuse (ConfigError) unless every alive Ray node can use the study ``record`` and
-    its ``entries`` (harness.assets); returns how many nodes were probed (0: one local node)."""
+    the files ``entries()`` lists (harness.assets; called only when there are nodes to
+    probe); returns how many nodes were probed (0: one local node)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -92,7 +93,7 @@ def check_nodes(record: Any, entries: List[Dict[str, Any]], timeout_s: float = P
         (record.root / PROBE_DIR).mkdir(parents=True, exist_ok=True)
         (record.root / probe).write_text(token)
     target = {"uri": record.remote.uri if record.remote is not None else None, "root": str(record.root),
-              "token": token, "assets": entries}
+              "token": token, "assets": entries()}
     task = ray.remote(num_cpus=0, max_retries=0)(probe_node)
     try:
         refs = {n["NodeID"]: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))

@@ -189,12 +189,12 @@ class StudyRunner:
 
         say = lambda line: self.out(f"[{self.study.name}] {line}")  # noqa: E731
         prepare_study(self.plan, self.record, say)
-        from harness import assets
-
-        self.assets = assets.collect(self.plan.prerequisite_specs())
         if self.record.remote is not None:
+            from harness import assets
+
+            self.assets = assets.collect(self.plan.prerequisite_specs())
             assets.publish(self.assets, self.record, say)
-        self.record.write_assets(self.assets)
+            self.record.write_assets(self.assets)
         if on_disk is not None:
             self._check_resumed_data()
 
@@ -221,9 +221,11 @@ class StudyRunner:
     def check_nodes(self) -> None:
         """Every Ray node can read and write the results location and read the inputs
         (harness.cluster), or the study is refused naming the node and the path."""
+        from harness.assets import collect
         from harness.cluster import check_nodes
 
-        probed = check_nodes(self.record, self.assets)
+        # on a shared disk the files are hashed only when there are other nodes to compare
+        probed = check_nodes(self.record, lambda: self.assets or collect(self.plan.prerequisite_specs()))
         if probed:
             self.out(f"[{self.study.name}] {probed} Ray nodes can read and write {self.record.where} and its inputs")
 
@@ -331,6 +333,7 @@ class StudyRunner:
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
         tuner.fit()
+        self.record.pull()  # on object storage: the records as the nodes published them
         if phase == "search":
             self._fail_orphaned_optuna_trials()
             publish_optuna()

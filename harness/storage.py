@@ -46,6 +46,12 @@ def is_uri(results: Any) -> bool:
     return bool(m) and m.group(1).lower() not in LOCAL_SCHEMES
 
 
+def local_path(results: Any) -> Path:
+    """The folder a local ``results`` names (a path, or a ``file://`` URI)."""
+    text = str(results)
+    return Path(text[len("file://"):] if text.lower().startswith("file://") else text)
+
+
 def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/")] + [p.strip("/") for p in parts if p])
 
@@ -193,8 +199,6 @@ def pull_into(remote: "Remote", objects: Dict[str, ObjectInfo], root: Path, rows
     a small record file that may have been rewritten in place. Keys with a folder named in
     ``skip`` (and leases and probes) are left out."""
     skip = set(skip) | {".ganbench-probe"}
-    from harness.files import atomic_write_text
-
     joined: Dict[Path, List[str]] = {}
     for key in sorted(objects):
         parts = key.split("/")
@@ -208,18 +212,42 @@ def pull_into(remote: "Remote", objects: Dict[str, ObjectInfo], root: Path, rows
         try:
             st = local.stat()
             fresh = st.st_size == info.size and (not info.mtime or st.st_mtime >= info.mtime)
-            if fresh and not rewritten and key.endswith(rewritten):
+            if fresh and not (rewritten and key.endswith(rewritten)):
                 continue
         except OSError:
             pass
         remote.download(key, local)
     for target, keys in joined.items():
-        parts = []
-        for key in keys:
-            data = remote.get_bytes(key)
-            if data is not None and data.endswith(b"\n"):
-                parts.append(data.decode("utf-8"))
-        atomic_write_text(target, "".join(parts))
+        _join_rows(remote, objects, keys, target)
+
+
+def _join_rows(remote: "Remote", objects: Dict[str, ObjectInfo], keys: List[str], target: Path) -> None:
+    """Write the row objects ``keys`` (sorted) joined into ``target``. Rows are fetched
+    once: an index beside ``target`` remembers which rows it holds (size, mtime), and when
+    they are all still on the store unchanged, only the rows after them are fetched."""
+    from harness.files import atomic_write_json, atomic_write_text, read_json
+
+    listing = {k: [objects[k].size, objects[k].mtime] for k in keys}
+    index = target.with_name(f".{target.name}.rows.json")
+    known = read_json(index)
+    text = ""
+    new = keys
+    if isinstance(known, dict) and known and keys[:len(known)] == list(known) and target.is_file() \
+            and all(listing[k] == known[k] for k in known):
+        text = target.read_text(encoding="utf-8")
+        if text.count("\n") == len(known):  # not appended to or rewritten here since
+            new = keys[len(known):]
+            if not new:
+                return
+        else:
+            text = ""
+    parts = [text]
+    for key in new:
+        data = remote.get_bytes(key)
+        if data is not None and data.endswith(b"\n"):
+            parts.append(data.decode("utf-8"))
+    atomic_write_text(target, "".join(parts))
+    atomic_write_json(index, listing)
 
 
 # record files rewritten in place (same name, maybe the same size): always fetched again

@@ -281,8 +281,8 @@ class StudyRecord(_Record):
         optuna.db         the Optuna study of a search (SQLite)
         summary.csv/json  one row per trial
         report.html       the HTML report
-        assets.json       the datasets and source-model files the trials read (sha256 each);
-                          on object storage their copies are in assets/sha256/ (harness.assets)
+        assets.json       on object storage: the dataset and source-model files the trials
+                          read (sha256 each), uploaded to assets/sha256/ (harness.assets)
 
     On object storage (``remote``) ``root`` is the local staging copy; every file is
     published as written, ``tune/`` is Ray Tune's own (it writes there directly through
@@ -316,7 +316,7 @@ class StudyRecord(_Record):
         if storage.is_uri(results):
             uri = storage.join(str(results), name)
             return cls(storage.staging_dir(uri), storage.Remote(uri))
-        return cls(Path(results).resolve() / name)
+        return cls(storage.local_path(results).resolve() / name)
 
     @classmethod
     def open(cls, location: Any, pull: bool = True) -> "StudyRecord":
@@ -330,7 +330,7 @@ class StudyRecord(_Record):
             if pull:
                 record.pull()
             return record
-        return cls(location)
+        return cls(storage.local_path(location))
 
     def is_empty(self) -> bool:
         if self.remote is not None:

@@ -281,6 +281,8 @@ def test_study_on_s3_survives_a_killed_driver_resumes_and_reports_from_the_store
     assert finished and interrupted
 
     assert main(["run", str(study_file), "--results", uri]) == 2  # refuses without --resume
+    # resumed from another machine: an empty cache, so no staging copy of the killed run
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "resume-machine"))
     assert main(["run", str(study_file), "--results", uri, "--resume"]) == 0
     summary = json.loads(remote.get_bytes("summary.json"))
     assert len(summary) == 4 and {row["status"] for row in summary} == {"completed"}
@@ -389,3 +391,47 @@ def test_a_single_trial_on_the_store_resumes_from_it_on_another_machine(s3_bucke
     assert main(["trial", str(config), "--out", f"s3://no-such-bucket-x/t", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] and not (tmp_path / "s3:").exists()
+
+
+def test_a_second_pull_fetches_only_what_changed(s3_bucket, tmp_path):
+    calls = []
+
+    class Counting(Remote):
+        def download(self, rel, local):
+            calls.append(("download", rel))
+            return super().download(rel, local)
+
+        def get_bytes(self, rel):
+            calls.append(("get", rel))
+            return super().get_bytes(rel)
+
+    uri = f"s3://{s3_bucket}/res/st"
+    writer = StudyRecord(tmp_path / "writer", Remote(uri))
+    writer.write_study({"name": "st"})
+    trial = writer.trial("t0")
+    trial.create()
+    for it in (5, 10):
+        trial.append_report({"iteration": it})
+    (trial.samples_dir / "samples-00000005.png").write_bytes(b"png")
+    trial.publish(trial.samples_dir / "samples-00000005.png")
+    trial.set_status("running", iteration=10)
+
+    reader = StudyRecord(tmp_path / "reader", Counting(uri))
+    reader.pull()
+    assert ("download", "trials/t0/samples/samples-00000005.png") in calls
+    assert [c for c in calls if c[0] == "get"] == [("get", "trials/t0/metrics/000000000005.json"),
+                                                  ("get", "trials/t0/metrics/000000000010.json")]
+    calls.clear()
+    trial.append_report({"iteration": 15})
+    reader.pull()
+    # record files that are rewritten in place come again; the PNG and the old rows do not
+    assert sorted(calls) == [("download", "study.yaml"), ("download", "trials/t0/status.json"),
+                             ("get", "trials/t0/metrics/000000000015.json")]
+    assert [r["iteration"] for r in reader.trial("t0").reports()] == [5, 10, 15]
+    trial.truncate_reports(5)  # a resume on the writer's side: rows after 5 deleted
+    reader.pull()
+    assert [r["iteration"] for r in reader.trial("t0").reports()] == [5]
+    shared = reader.trial("t0")  # one machine: the reader's staging copy is also a writer's
+    shared.append_report({"iteration": 10})  # appended locally and published
+    reader.pull()
+    assert [r["iteration"] for r in reader.trial("t0").reports()] == [5, 10]  # not twice
