@@ -42,7 +42,7 @@ def local_path(entry: Dict[str, Any]) -> Path:
 
 def digest(path: Path) -> str:
     """The sha256 of ``path``, remembered per (path, size, mtime) within the process."""
-    from harness.store import sha256_file
+    from harness.files import sha256_file
 
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)

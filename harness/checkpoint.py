@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from harness.errors import CheckpointError
-from harness.store import atomic_write_bytes, atomic_write_json
+from harness.files import atomic_write_bytes, atomic_write_json
 
 _NAME = re.compile(r"^ckpt-(\d+)\.json$")
 

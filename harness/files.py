@@ -3,7 +3,7 @@
 Whole files are replaced atomically (temp file in the same directory, fsync, rename), so
 a reader never trusts a half-written file; a temp file's name holds its writer's host and
 pid, and the next write of the same file removes those of writers that died. JSON is
-always finite (:func:`finite_json`). ``harness.store`` re-exports these names.
+always finite (:func:`finite_json`).
 """
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ def _me() -> Dict[str, Any]:
 
 def _dead_here(holder: Dict[str, Any]) -> bool:
     """Whether ``holder`` is a process of this host that no longer runs."""
-    from harness.store import _pid_alive
+    from harness.files import _pid_alive
 
     pid = holder.get("pid")
     return holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() \

@@ -107,7 +107,7 @@ class Remote:
 
     def download(self, rel: str, local: os.PathLike) -> bool:
         """Copy the object to ``local`` atomically; False when there is no such object."""
-        from harness.store import atomic_target
+        from harness.files import atomic_target
 
         try:
             with atomic_target(Path(local)) as tmp, open(tmp, "wb") as out, self._call("read", rel):

@@ -37,9 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from harness.files import (  # noqa: F401 - re-exported: the atomic writes of every record
-    LEGACY_TEMP_AGE_S, _HOST, _pid_alive, append_line, atomic_target, atomic_write_bytes, atomic_write_json,
-    atomic_write_text, finite_json, json_line, read_json, read_jsonl, remove_stale_temps, sha256_file,
+from harness.files import (
+    _HOST, append_line, atomic_write_json, atomic_write_text, finite_json, json_line, read_json, read_jsonl,
 )
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ import torch
 
 from harness.data.cache import NAME_RULE, cache_dir, valid_name
 from harness.errors import ConfigError
-from harness.store import atomic_write_json, sha256_file
+from harness.files import atomic_write_json, sha256_file
 from harness.validation import build_dataclass
 
 CARD = "card.json"

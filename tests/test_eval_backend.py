@@ -16,7 +16,7 @@ from harness.metrics import evaluate, full_precision
 from harness.metrics import extractors as ex
 from harness.metrics import feature_metrics as fm
 from harness.metrics import onnx_backend as ob
-from harness.store import sha256_file
+from harness.files import sha256_file
 from tests.conftest import tiny_config
 
 

@@ -208,7 +208,7 @@ def test_nan_from_a_yaml_file_and_set_is_exit_2(tmp_path, capsys):
 
 
 def test_records_never_hold_nan_even_when_a_metric_returns_one(tmp_path):
-    from harness.store import atomic_write_json
+    from harness.files import atomic_write_json
     from harness.training_state import TrainingState
 
     record = TrialRecord(tmp_path)

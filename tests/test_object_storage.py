@@ -15,7 +15,7 @@ from harness.errors import ConfigError
 from harness.storage import Remote
 from harness.store import StudyRecord, TrialRecord
 from tests.conftest import tiny_config
-from tests.test_study_cluster import _proc, _processes_with_env, study_data
+from tests.test_study_cluster import _proc, kill_driver_and_its_ray, study_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -222,8 +222,6 @@ def _kill_driver_when(study_file, uri, study, log_path, cwd, env):
     """Start ``ganbench run`` on ``uri`` in its own session; SIGKILL it (and every process
     of this test's cache) once the store shows one trial completed while another has a
     checkpoint at >= 100. Returns the completed trials' rows."""
-    import psutil
-
     remote = Remote(uri).child(study)
     log = open(log_path, "w")
     driver = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(study_file), "--results", uri],
@@ -244,16 +242,7 @@ def _kill_driver_when(study_file, uri, study, log_path, cwd, env):
             time.sleep(0.2)
         else:
             pytest.fail("the study never had a finished and a running trial at once: " + Path(log_path).read_text())
-        family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
-        os.killpg(driver.pid, signal.SIGKILL)
-        family += [p.pid for p in _processes_with_env("GANBENCH_CACHE", env["GANBENCH_CACHE"])]
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        driver.wait(timeout=30)
-        psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
+        kill_driver_and_its_ray(driver, env)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
@@ -388,7 +377,7 @@ def test_a_single_trial_on_the_store_resumes_from_it_on_another_machine(s3_bucke
     assert json.loads(capsys.readouterr().out)["out"] == uri
     assert {k: remote.get_bytes(k) for k in remote.list("metrics")} == first  # completed: nothing rerun
     assert _json(remote, "status.json")["status"] == "completed"
-    assert main(["trial", str(config), "--out", f"s3://no-such-bucket-x/t", "--quiet"]) == 2
+    assert main(["trial", str(config), "--out", "s3://no-such-bucket-x/t", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] and not (tmp_path / "s3:").exists()
 

@@ -125,12 +125,28 @@ def _processes_with_env(key, value):
     return found
 
 
+def kill_driver_and_its_ray(driver, env):
+    """SIGKILL the driver (started in its own session), the Ray it started, and every
+    process that inherited this test's cache: a Ray worker the tree walk missed
+    (re-parented, or started in its own session) must not finish its trial later."""
+    import psutil
+
+    family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+    os.killpg(driver.pid, signal.SIGKILL)
+    family += [p.pid for p in _processes_with_env("GANBENCH_CACHE", env["GANBENCH_CACHE"])]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    driver.wait(timeout=30)
+    psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
+
+
 def kill_driver_mid_study(study_file, results, root, log_path):
     """Start ``ganbench run`` in its own session; SIGKILL it and the Ray it started as soon
     as one trial has completed while another is running past a checkpoint. Returns the
     metrics.jsonl bytes of the trials that had completed."""
-    import psutil
-
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(log_path, "w")
     driver = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(study_file), "--results",
@@ -148,18 +164,7 @@ def kill_driver_mid_study(study_file, results, root, log_path):
             time.sleep(0.05)
         else:
             pytest.fail("the study never had a finished and a running trial at once")
-        family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-        # ... and every process that inherited this test's cache: a Ray worker the tree walk
-        # missed (re-parented, or started in its own session) must not finish its trial later.
-        family += [p.pid for p in _processes_with_env("GANBENCH_CACHE", env["GANBENCH_CACHE"])]
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        driver.wait(timeout=30)
-        psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
+        kill_driver_and_its_ray(driver, env)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)

@@ -26,7 +26,7 @@ from harness.analysis.render import Cell, Table, fmt
 from harness.analysis.results import FINISHED, StudyResults, curves, load_study, pair_grids, sample_grids
 from harness.analysis.tables import comparison_table, metric_columns, protocols
 from harness.errors import ConfigError
-from harness.store import atomic_write_text
+from harness.files import atomic_write_text
 
 __all__ = ["PLOTLYJS", "ReportOptions", "render_report", "write_report"]
 

@@ -88,7 +88,7 @@ def trial_record(out: str):
 
 def write_or_print(text: str, out: Optional[str]) -> None:
     if out:
-        from harness.store import atomic_write_text
+        from harness.files import atomic_write_text
 
         atomic_write_text(Path(out), text)
         print(f"wrote {out}")

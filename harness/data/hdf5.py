@@ -19,7 +19,7 @@ from typing import Any, Dict
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.store import atomic_target
+from harness.files import atomic_target
 
 MAX_SIDE = 4096
 # deflate cannot shrink data by more than ~1032:1, so a file storing under 1/1024 of

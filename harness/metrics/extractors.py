@@ -33,7 +33,7 @@ from torch import nn
 from harness.errors import ConfigError, WeightsError  # noqa: F401 (raised here; defined there)
 from harness.metrics.onnx_backend import onnx_network, onnxruntime_version, requested_backend, say_once
 from harness.registry import Registry
-from harness.store import sha256_file
+from harness.files import sha256_file
 
 EXTRACTORS = Registry("feature extractor")
 

@@ -30,7 +30,7 @@ from harness.metrics.onnx_backend import requested_backend
 from harness.metrics.stats import GaussianStats, bootstrap_frechet, density_coverage, frechet_distance, \
     frechet_infinity, inception_score, kernel_inception_distance, memorization, precision_recall
 from harness.registry import METRICS
-from harness.store import atomic_target
+from harness.files import atomic_target
 
 _EXTRACTORS: Dict[Tuple[Any, ...], FeatureExtractor] = {}
 

@@ -26,7 +26,7 @@ from harness.data.cache import cache_dir
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
 from harness.metrics import check_sizes, evaluate
-from harness.store import atomic_write_json
+from harness.files import atomic_write_json
 
 FLOOR_VERSION = 1
 

@@ -31,7 +31,7 @@ from torch import nn
 from harness.data.cache import cache_dir
 from harness.errors import ConfigError
 from harness.locks import hold
-from harness.store import atomic_target, atomic_write_json, sha256_file
+from harness.files import atomic_target, atomic_write_json, sha256_file
 
 EXPORT_VERSION = 1
 TOLERANCE = 1e-4  # max |feature difference| eager vs ONNX Runtime on the probe batch

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.metrics.stats import GaussianStats
-from harness.store import atomic_target, sha256_file
+from harness.files import atomic_target, sha256_file
 
 META = ("extractor", "pipeline", "weights_sha256", "n", "reference")
 MAX_BYTES = 512 * 2**20  # a 2,048-d float64 sigma is 32 MiB; refuse anything far larger unread
