@@ -169,7 +169,7 @@ class StudyRunner:
     def prepare(self) -> None:
         if self.record.remote is not None:
             self.record.remote.check()  # unreachable, unwritable, no bucket: refused before anything
-            self.record.pull()
+            self.record.pull(samples=False)
         as_run = self.study.to_dict()
         on_disk = self.record.read_study()
         if on_disk is not None:
@@ -237,11 +237,11 @@ class StudyRunner:
             self._fit("grid", self.plans)
         else:
             self._fit("search", None)
-            self.record.pull()
+            self.record.pull(samples=False)
             write_summary(self.record)
             if self.study.search.finalists is not None:
                 self._fit("finalists", self._finalists())
-        self.record.pull()  # on object storage: the trials' records as the nodes published them
+        self.record.pull(samples=False)  # on object storage: the trials' records as the nodes published them
         summary = write_summary(self.record)
         where = f"{self.record.where}/{StudyRecord.SUMMARY_CSV}" if self.record.remote else self.record.summary_csv
         self.out(f"[{self.study.name}] summary: {where} ({len(summary)} trials)")
@@ -318,7 +318,7 @@ class StudyRunner:
         if plans is not None:
             param_space = {"plan": tune.grid_search([p.to_dict() for p in plans])}
         if self.resume and Tuner.can_restore(path, storage_filesystem=filesystem):
-            self.out(f"[{self.study.name}/{phase}] resuming from {path}")
+            self.out(f"[{self.study.name}/{phase}] resuming from {self.record.where}/{StudyRecord.TUNE_DIR}/{phase}")
             tuner = Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False, param_space=param_space, storage_filesystem=filesystem)
             set_restored_callbacks(tuner, [progress])  # progress lines go to this driver's output
@@ -333,7 +333,7 @@ class StudyRunner:
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
         tuner.fit()
-        self.record.pull()  # on object storage: the records as the nodes published them
+        self.record.pull(samples=False)  # on object storage: the records as the nodes published them
         if phase == "search":
             self._fail_orphaned_optuna_trials()
             publish_optuna()

@@ -269,15 +269,27 @@ def explain(err: BaseException, uri: str) -> str:
             or "Connection refused" in text or "timed out" in text.lower():
         endpoint = endpoint_url() or "the default endpoint"
         return f"cannot connect to {endpoint}; check AWS_ENDPOINT_URL and the network"
+    if uri.lower().startswith(("s3://", "s3a://")) and not s3_credentials_named():
+        return ("no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE or a "
+                "~/.aws/credentials file, or give the node a role)")
     if any(k in text for k in ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId",
                                "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch", "Forbidden", "403")):
         return ("the credentials were refused (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN or "
                 "AWS_PROFILE, or the node's role, must allow reading and writing this prefix)")
-    if "credentials" in text.lower() or "No response body" in text:
-        return ("no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the "
-                "node a role)")
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
     return first[:300]
+
+
+def s3_credentials_named() -> bool:
+    """Whether the environment names S3 credentials the way the AWS clients look for them
+    (keys, a profile, a credentials or config file, a web-identity or container role); a
+    node's instance role cannot be seen from here, so without one a failure says none was found."""
+    env = os.environ
+    if any(env.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")):
+        return True
+    files = (env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", env.get("AWS_CONFIG_FILE") or "~/.aws/config")
+    return any(Path(f).expanduser().is_file() for f in files)
 
 
 def bucket_of(uri: str) -> str:

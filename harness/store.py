@@ -336,17 +336,18 @@ class StudyRecord(_Record):
             return not self.remote.list()
         return not any(self.root.glob("*"))
 
-    def pull(self) -> None:
-        """Bring the staging copy up to date with the store: every record file, sample
-        grid and summary (not checkpoints, not Ray Tune's folder). A no-op locally."""
+    def pull(self, samples: bool = True) -> None:
+        """Bring the staging copy up to date with the store: every record file, summary and
+        (``samples``) sample grid; never checkpoints or Ray Tune's folder. A no-op locally."""
+        from harness.storage import pull_into
+
         if self.remote is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        from harness.storage import pull_into
-
+        trial = TrialRecord(self.root)
+        skip = (trial.checkpoints_dir.name, self.TUNE_DIR, self.ASSETS_DIR) + (() if samples else (trial.samples_dir.name,))
         pull_into(self.remote, self.remote.list(), self.root, self.ROW_FOLDERS, lease=TrialRecord.LEASE_FILE,
-                  skip=(TrialRecord(self.root).checkpoints_dir.name, self.TUNE_DIR, self.ASSETS_DIR),
-                  rewritten=_REWRITTEN)
+                  skip=skip, rewritten=_REWRITTEN)
 
     def tune_storage(self) -> Tuple[str, Any]:
         """(storage_path, storage_filesystem) of Ray Tune's experiments of this study."""

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from harness.store import StudyRecord, TrialRecord, atomic_write_json
+from harness.files import atomic_write_json
+from harness.store import StudyRecord, TrialRecord
 from harness.tune_adapter import tune
 
 POINTER = "ganbench_checkpoint.json"

@@ -9,12 +9,14 @@ import uuid
 
 
 class LocalS3:
-    def __init__(self):
+    def __init__(self, auth: bool = False):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GANBENCH_", "AWS_"))}
+        if auth:  # moto checks the credentials of every request (none are known to it)
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                      start_new_session=True)

@@ -424,3 +424,44 @@ def test_a_second_pull_fetches_only_what_changed(s3_bucket, tmp_path):
     shared.append_report({"iteration": 10})  # appended locally and published
     reader.pull()
     assert [r["iteration"] for r in reader.trial("t0").reports()] == [5, 10]  # not twice
+
+
+@pytest.mark.timeout(300)
+def test_a_search_on_s3_keeps_its_optuna_database_on_the_store(s3_bucket, tmp_path, monkeypatch):
+    import optuna
+
+    from harness.runner import run_study
+    from harness.study import parse_study
+
+    monkeypatch.chdir(tmp_path)
+    data = study_data("s3srch", 60, [0], resources={"cpus": 1, "max_concurrent": 2})
+    data["search"] = {"metric": "swd", "n_trials": 3, "scheduler": {"name": "none"},
+                      "space": {"optimization.lr_g": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}}
+    run_study(parse_study(data), f"s3://{s3_bucket}/res", out=lambda line: None)
+    remote = Remote(f"s3://{s3_bucket}/res/s3srch")
+    db = tmp_path / "downloaded-optuna.db"
+    assert remote.download("optuna.db", db)
+    ostudy = optuna.load_study(study_name="s3srch", storage=f"sqlite:///{db}")
+    complete = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    summary = json.loads(remote.get_bytes("summary.json"))
+    assert len(complete) == 3 and {r["status"] for r in summary} == {"completed"}
+    assert sorted(round(t.value, 6) for t in complete) == sorted(round(r["objective"], 6) for r in summary)
+    assert remote.get_bytes("tune/.search.done") is not None
+
+
+def test_refused_and_missing_credentials_are_named(tmp_path, monkeypatch):
+    from tests.s3server import LocalS3
+
+    server = LocalS3(auth=True)  # moto checking every request's credentials
+    try:
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws here
+        for key, value in dict(server.env(), AWS_ACCESS_KEY_ID="nobody", AWS_SECRET_ACCESS_KEY="wrong").items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(ConfigError, match=r"the credentials were refused \(AWS_ACCESS_KEY_ID"):
+            Remote("s3://lab/res").check()
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        with pytest.raises(ConfigError, match=r"no credentials found \(set AWS_ACCESS_KEY_ID"):
+            Remote("s3://lab/res").check()
+    finally:
+        server.stop()
