@@ -113,6 +113,10 @@ def check_nodes(record: Any, entries: Callable[[], List[Dict[str, Any]]], timeou
             record.remote.delete(probe)
         else:
             (record.root / probe).unlink(missing_ok=True)
+            try:
+                (record.root / PROBE_DIR).rmdir()
+            except OSError:  # another driver's probe is there
+                pass
     if failures:
         raise ConfigError("--results", record.where, "results and inputs every Ray node can read and write; "
                           + "; ".join(failures[:8]) + (f"; and {len(failures) - 8} more" if len(failures) > 8 else ""))

@@ -97,7 +97,7 @@ class GanTrainable(tune.Trainable):
 
                 fetched = assets.fetch(self.run_settings.assets, study)
                 if fetched:
-                    attempt["fetched"] = [p.name for p in fetched]
+                    attempt["fetched"] = [str(p) for p in fetched]
             self.trial = Trial(parse_trial(payload["config"]), record, lock=self.lock,
                                allow_new_data=self.run_settings.allow_new_data)
             self.finished = self.trial.start()

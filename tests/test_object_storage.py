@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -302,47 +303,39 @@ def _can_hide_a_folder():
         return False
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.skipif(not _can_hide_a_folder(), reason="needs a mount namespace (unshare -m, as root) to hide a folder "
-                    "from one node")
-def test_a_node_that_cannot_see_a_local_results_folder_is_refused_before_scheduling(tmp_path, monkeypatch):
-    """Two nodes: the head (this process's cluster) and a worker started by ``ray start``
-    in its own mount namespace, where an empty tmpfs covers the results folder — as a
-    node without the shared disk sees it. The runner names that node and the path."""
+needs_namespaces = pytest.mark.skipif(not _can_hide_a_folder(), reason="needs a mount namespace (unshare -m, as "
+                                      "root) to hide folders from one node")
+
+
+@contextmanager
+def two_nodes(hidden):
+    """A head node (this process's cluster, 1 CPU) and a second node started by ``ray
+    start`` in its own mount namespace, where an empty tmpfs covers each folder of
+    ``hidden`` — as a machine without the shared disk sees them — and without ganbench's
+    variables (it gets them from the driver's runtime environment). Yields (cluster, the
+    hidden node's id, its address); the study joins with ``address=cluster.address``."""
     import psutil
     import ray
     from ray.cluster_utils import Cluster
 
-    from harness.runner import run_study
-    from harness.study import parse_study
-
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
-    results = tmp_path / "results"
-    results.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     ray_bin = str(Path(sys.executable).with_name("ray"))
+    mounts = " && ".join(f'mount -t tmpfs tmpfs "{folder}"' for folder in hidden)
     worker = subprocess.Popen(
         ["unshare", "-m", "--propagation", "private", "sh", "-c",
-         f'mount -t tmpfs tmpfs "{results}" && exec "{ray_bin}" start --address={cluster.address} '
-         "--num-cpus=1 --block --disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+         f'{mounts} && exec "{ray_bin}" start --address={cluster.address} --num-cpus=1 --block --disable-usage-stats'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GANBENCH_")})
     try:
         deadline = time.time() + 120
         ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
             assert worker.poll() is None and time.time() < deadline, "the second node did not join"
             time.sleep(0.5)
-        hidden, address = next((n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes()
-                               if n["Alive"] and n["NodeID"] != cluster.head_node.node_id)
-        study = parse_study(study_data("unseen", 40, [0, 1]))
-        with pytest.raises(ConfigError) as err:
-            run_study(study, results, out=lambda line: None)
-        message = str(err.value)
-        assert message.startswith(f"--results: got '{results / 'unseen'}'")
-        assert f"node {hidden[:12]} ({address}) cannot read the results folder {results / 'unseen'}" in message
-        assert f"node {cluster.head_node.node_id[:12]}" not in message  # the head sees it
-        assert not (results / "unseen" / "trials").exists()  # nothing was scheduled
-        assert not (results / "unseen" / "tune").exists()
+        node, address = next((n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes()
+                             if n["Alive"] and n["NodeID"] != cluster.head_node.node_id)
+        ray.shutdown()
+        yield cluster, node, address
     finally:
         ray.shutdown()
         family = [worker.pid] + [p.pid for p in psutil.Process(worker.pid).children(recursive=True)] \
@@ -354,6 +347,59 @@ def test_a_node_that_cannot_see_a_local_results_folder_is_refused_before_schedul
                 pass
         psutil.wait_procs([p for p in map(_proc, family) if p is not None], timeout=30)
         cluster.shutdown()
+
+
+@pytest.mark.timeout(240)
+@needs_namespaces
+def test_a_node_that_cannot_see_a_local_results_folder_is_refused_before_scheduling(tmp_path, monkeypatch):
+    from harness.runner import run_study
+    from harness.study import parse_study
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    results.mkdir()
+    with two_nodes([results]) as (cluster, hidden, address):
+        study = parse_study(study_data("unseen", 40, [0, 1]))
+        with pytest.raises(ConfigError) as err:
+            run_study(study, results, address=cluster.address, out=lambda line: None)
+        message = str(err.value)
+        assert message.startswith(f"--results: got '{results / 'unseen'}'")
+        assert f"node {hidden[:12]} ({address}) cannot read the results folder {results / 'unseen'}" in message
+        assert f"node {cluster.head_node.node_id[:12]}" not in message  # the head sees it
+        assert not (results / "unseen" / "trials").exists()  # nothing was scheduled
+        assert not (results / "unseen" / "tune").exists()
+        assert not (results / "unseen" / ".ganbench-probe").exists()  # the probe is cleaned up
+
+
+@pytest.mark.timeout(300)
+@needs_namespaces
+def test_a_cluster_without_a_shared_disk_runs_a_study_on_s3(s3_bucket, tmp_path, monkeypatch):
+    """The second node sees neither the driver's cache (datasets) nor its staging: it
+    fetches the dataset from the store and its trials' records reach the store."""
+    from PIL import Image
+
+    from harness.data.catalog import import_folder
+    from harness.runner import run_study
+    from harness.study import parse_study
+
+    driver_disk = tmp_path / "driver-disk"
+    (driver_disk / "imgs").mkdir(parents=True)
+    monkeypatch.setenv("GANBENCH_CACHE", str(driver_disk / "cache"))
+    for i in range(40):
+        Image.new("RGB", (16, 16), ((i * 37) % 256, (i * 91) % 256, 200)).save(driver_disk / "imgs" / f"{i}.png")
+    import_folder(str(driver_disk / "imgs"), "mine", 16)
+    data = study_data("nodisk", 60, [0, 1])
+    data["base"]["dataset"] = {"name": "mine", "resolution": 16, "channels": 3}
+    with two_nodes([driver_disk]) as (cluster, hidden, address):
+        frame = run_study(parse_study(data), f"s3://{s3_bucket}/res", address=cluster.address, out=lambda line: None)
+    assert set(frame["status"]) == {"completed"}
+    remote = Remote(f"s3://{s3_bucket}/res/nodisk")
+    tries = {t: _attempts(remote, t) for t in ("c000-s0", "c000-s1")}
+    on_hidden = [a for runs in tries.values() for a in runs if a["node_id"] == hidden]
+    assert on_hidden, tries  # the second node ran a trial ...
+    # ... on the dataset it fetched from the store into the cache the driver's runtime env named
+    assert on_hidden[0]["fetched"] == [str(driver_disk / "cache" / "datasets" / "mine" / "mine-16.hdf5")]
+    assert all(sorted(_rows(remote, t)) == [20, 40, 60] for t in tries)
 
 
 def test_a_single_trial_on_the_store_resumes_from_it_on_another_machine(s3_bucket, tmp_path, monkeypatch, capsys):
