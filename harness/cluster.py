@@ -42,7 +42,7 @@ def probe_node(target: Dict[str, Any]) -> Dict[str, Any]:
     from harness.store import StudyRecord
 
     problems: List[str] = []
-    record = StudyRecord.open(target["uri"], pull=False) if target["uri"] else StudyRecord(target["root"])
+    record = StudyRecord.open(target["uri"] or target["root"])
     probe = f"{PROBE_DIR}/{target['token']}"
     if record.remote is not None:
         try:

@@ -237,11 +237,9 @@ class StudyRunner:
             self._fit("grid", self.plans)
         else:
             self._fit("search", None)
-            self.record.pull(samples=False)
             write_summary(self.record)
             if self.study.search.finalists is not None:
                 self._fit("finalists", self._finalists())
-        self.record.pull(samples=False)  # on object storage: the trials' records as the nodes published them
         summary = write_summary(self.record)
         where = f"{self.record.where}/{StudyRecord.SUMMARY_CSV}" if self.record.remote else self.record.summary_csv
         self.out(f"[{self.study.name}] summary: {where} ({len(summary)} trials)")
@@ -334,6 +332,7 @@ class StudyRunner:
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
         tuner.fit()
         self.record.pull(samples=False)  # on object storage: the records as the nodes published them
+        # (the summaries read this copy; prepare pulled it for a phase that was already done)
         if phase == "search":
             self._fail_orphaned_optuna_trials()
             publish_optuna()

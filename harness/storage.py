@@ -24,11 +24,11 @@ import hashlib
 import os
 import re
 import socket
-import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from harness.errors import ConfigError
 
@@ -148,8 +148,8 @@ class Remote:
         except FileNotFoundError:
             pass
 
-    def _call(self, action: str, rel: str) -> "_Translate":
-        return _Translate(self, action, rel)
+    def _call(self, action: str, rel: str):
+        return _translated(self, action, rel)
 
     # -- the up-front check ----------------------------------------------------------------
     def check(self, field: str = "--results", write: bool = True) -> None:
@@ -171,23 +171,19 @@ class Remote:
                               "back differently)")
 
 
-class _Translate:
-    """Turns a pyarrow/OS error of one call into a ConfigError that names the location."""
-
-    def __init__(self, remote: Remote, action: str, rel: str):
-        self.remote, self.action, self.rel = remote, action, rel
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, err, tb) -> bool:
-        if err is None or isinstance(err, (FileNotFoundError, ConfigError)) or not isinstance(err, OSError):
-            return False
+@contextmanager
+def _translated(remote: Remote, action: str, rel: str) -> Iterator[None]:
+    """Turn a pyarrow/OS error of one call into a ConfigError that names the location (a
+    missing object stays FileNotFoundError)."""
+    try:
+        yield
+    except (FileNotFoundError, ConfigError):
+        raise
+    except OSError as err:
         if _not_found(err):
             raise FileNotFoundError(str(err)) from None
-        where = join(self.remote.uri, self.rel)
-        raise ConfigError("--results", where, f"storage this process can {self.action} ({explain(err, self.remote.uri)})") \
-            from None
+        raise ConfigError("--results", join(remote.uri, rel),
+                          f"storage this process can {action} ({explain(err, remote.uri)})") from None
 
 
 def pull_into(remote: "Remote", objects: Dict[str, ObjectInfo], root: Path, rows: Dict[str, str],
@@ -352,7 +348,3 @@ def staging_dir(uri: str) -> Path:
     base = Path(root).expanduser() if root else cache_dir() / "staging"
     digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
     return base / digest
-
-
-def utc_stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())

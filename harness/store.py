@@ -44,8 +44,6 @@ from harness.files import (
 if TYPE_CHECKING:
     from harness.storage import Remote
 
-
-
 # record files rewritten in place (same name, maybe the same size): a pull fetches them again
 _REWRITTEN = (".json", ".yaml", ".csv", ".html", ".done")
 # stopped: a study scheduler (ASHA) ended the trial early on purpose; it is final.
@@ -59,6 +57,17 @@ class _Record:
     def __init__(self, root: os.PathLike, remote: Optional["Remote"] = None):
         self.root = Path(root)
         self.remote = remote
+
+    @classmethod
+    def open(cls, location: Any) -> Any:
+        """The record at ``location``: a folder, or a URI (``s3://bucket/prefix/...``) whose
+        record is staged locally (call ``pull`` to bring the staging copy up to date)."""
+        from harness import storage
+
+        if storage.is_uri(location):
+            remote = storage.Remote(str(location))
+            return cls(storage.staging_dir(remote.uri), remote)
+        return cls(storage.local_path(location))
 
     @property
     def where(self) -> str:
@@ -316,20 +325,6 @@ class StudyRecord(_Record):
             uri = storage.join(str(results), name)
             return cls(storage.staging_dir(uri), storage.Remote(uri))
         return cls(storage.local_path(results).resolve() / name)
-
-    @classmethod
-    def open(cls, location: Any, pull: bool = True) -> "StudyRecord":
-        """The record of the study folder (or URI) ``location``; on object storage the
-        staging copy is first brought up to date (``pull``)."""
-        from harness import storage
-
-        if storage.is_uri(location):
-            uri = str(location).rstrip("/")
-            record = cls(storage.staging_dir(uri), storage.Remote(uri))
-            if pull:
-                record.pull()
-            return record
-        return cls(storage.local_path(location))
 
     def is_empty(self) -> bool:
         if self.remote is not None:

@@ -42,9 +42,7 @@ class RunSettings:
 
     def study_record(self) -> StudyRecord:
         """The study's record as this process sees it (on object storage: its own staging)."""
-        if self.results_uri:
-            return StudyRecord.open(self.results_uri, pull=False)
-        return StudyRecord(self.results_dir)
+        return StudyRecord.open(self.results_uri or self.results_dir)
 
 
 class GanTrainable(tune.Trainable):

@@ -70,20 +70,20 @@ def open_study(location: str):
     object storage its local staging copy is brought up to date first."""
     from harness.store import StudyRecord
 
-    return StudyRecord.open(location)
+    record = StudyRecord.open(location)
+    record.pull()
+    return record
 
 
 def trial_record(out: str):
     """The TrialRecord of ``--out``: a folder, or object storage (``s3://bucket/prefix/trial``,
     staged locally and published; refused up front when unusable)."""
-    from harness import storage
     from harness.store import TrialRecord
 
-    if not storage.is_uri(out):
-        return TrialRecord(out)
-    remote = storage.Remote(out)
-    remote.check("--out")
-    return TrialRecord(storage.staging_dir(remote.uri), remote)
+    record = TrialRecord.open(out)
+    if record.remote is not None:
+        record.remote.check("--out")
+    return record
 
 
 def write_or_print(text: str, out: Optional[str]) -> None:
