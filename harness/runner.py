@@ -158,6 +158,7 @@ class StudyRunner:
         self.record = StudyRecord.at(results, self.study.name)
         self.root = self.record.root  # on object storage: the local staging copy
         self.assets: List[Dict[str, Any]] = []
+        self.tracking_parents: Dict[str, str] = {}  # tracker -> the study's run (harness.tracking.study)
         self.resume = resume
         self.allow_new_data = allow_new_data
         self.out = out
@@ -173,7 +174,7 @@ class StudyRunner:
         as_run = self.study.to_dict()
         on_disk = self.record.read_study()
         if on_disk is not None:
-            if on_disk != as_run and _with_defaults(on_disk) != as_run:
+            if _identity(on_disk) != _identity(as_run) and _identity(_with_defaults(on_disk)) != _identity(as_run):
                 raise ConfigError("study", str(self.record.study_path), "the same study as the one already run "
                                   f"there (its {StudyRecord.STUDY_FILE} differs; use another --results or another "
                                   "study name to keep both)")
@@ -232,14 +233,23 @@ class StudyRunner:
     def run(self) -> "Any":
         from harness.summary import write_summary
 
+        from harness.tracking.study import StudyTracking, effective
+
         self.check_nodes()
-        if self.study.search is None:
-            self._fit("grid", self.plans)
-        else:
-            self._fit("search", None)
-            write_summary(self.record)
-            if self.study.search.finalists is not None:
-                self._fit("finalists", self._finalists())
+        tracking = StudyTracking(effective(self.plan), self.record, self.study.name, self.out)
+        self.tracking_parents = tracking.start()
+        ended = "failed"
+        try:
+            if self.study.search is None:
+                self._fit("grid", self.plans)
+            else:
+                self._fit("search", None)
+                write_summary(self.record)
+                if self.study.search.finalists is not None:
+                    self._fit("finalists", self._finalists())
+            ended = "completed"
+        finally:
+            tracking.end(ended)
         summary = write_summary(self.record)
         where = f"{self.record.where}/{StudyRecord.SUMMARY_CSV}" if self.record.remote else self.record.summary_csv
         self.out(f"[{self.study.name}] summary: {where} ({len(summary)} trials)")
@@ -292,7 +302,8 @@ class StudyRunner:
         s = self.study.search
         uri = self.record.remote.uri if self.record.remote is not None else None
         run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode, self.allow_new_data,
-                          results_uri=uri, assets=tuple(self.assets))
+                          results_uri=uri, assets=tuple(self.assets), study=self.study.name,
+                          tracking_parents=tuple(sorted(self.tracking_parents.items())))
         return bind(run, self.study.resources.cpus, self.study.resources.gpus)
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
@@ -437,6 +448,14 @@ def _cluster_slots(res: st.ResourcesSpec) -> int:
     if res.gpus:
         slots = min(slots, int(total.get("GPU", 0) // res.gpus))
     return max(1, slots)
+
+
+def _identity(as_run: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """What makes a study the same study: all of it but its trackers (a resume may change them)."""
+    if as_run is None:
+        return None
+    base = as_run.get("base")
+    return {**as_run, "tracking": None, "base": {**base, "tracking": None} if isinstance(base, dict) else base}
 
 
 def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:

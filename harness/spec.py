@@ -19,6 +19,7 @@ import yaml
 from harness import registry
 from harness.clocks import CLOCKS, COMPUTE_DEVICES
 from harness.errors import ConfigError
+from harness.tracking.spec import TrackingSpec
 from harness.validation import INT_LIMIT, build_dataclass, to_plain
 
 # Caps on counts and sizes that are absurd on any machine (a laptop validates studies
@@ -247,6 +248,8 @@ class TrialSpec:
     ema: EmaSpec = field(default_factory=EmaSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     performance: PerformanceSpec = field(default_factory=PerformanceSpec)
+    # Experiment trackers (TensorBoard on by default; MLflow, W&B): docs/tracking.md.
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
     # Report losses every N iterations (evaluations always report).
     log_every: int = field(default=50, metadata={"min": 1, "max": MAX_COUNT})
     # Write a checksummed checkpoint every N iterations (and at the end).

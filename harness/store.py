@@ -9,6 +9,7 @@ One directory per trial; these names are a contract other tools read::
     samples/        sample grids of the fixed evaluation noise; nearest-<space>-*.png: the
                     closest generated/training pairs of a memorisation check
     checkpoints/    see harness.checkpoint
+    tracking.json   the trackers' run ids and last steps (harness.tracking); tensorboard/, wandb/
     .lock           flock of the one process writing the trial (harness.locks): holder's host, pid
 
 Whole files are replaced atomically (:mod:`harness.files`), so a reader never trusts a
@@ -68,6 +69,13 @@ class _Record:
             remote = storage.Remote(str(location))
             return cls(storage.staging_dir(remote.uri), remote)
         return cls(storage.local_path(location))
+
+    TRACKING_FILE = "tracking.json"
+
+    @property
+    def tracking_path(self) -> Path:
+        """What its trackers keep to continue their runs (harness.tracking)."""
+        return self.root / self.TRACKING_FILE
 
     @property
     def where(self) -> str:
@@ -225,7 +233,7 @@ class TrialRecord(_Record):
             on_disk = parse_trial(on_disk).to_dict()
         except ConfigError:
             pass
-        if on_disk != spec.to_dict():
+        if {**on_disk, "tracking": None} != {**spec.to_dict(), "tracking": None}:  # trackers may change
             raise ConfigError("out", str(self.root), "an empty directory or one holding this same trial (its "
                               "config.yaml differs; use another --out to keep both)")
 
@@ -264,14 +272,12 @@ class TrialRecord(_Record):
         return kept
 
 
-
 def _row_key(folder: str, iteration: int) -> str:
     return f"{folder}/{iteration:012d}.json"
 
 
 def _row_iteration(key: str) -> Optional[int]:
-    stem = Path(key).stem
-    return int(stem) if stem.isdigit() else None
+    return int(Path(key).stem) if Path(key).stem.isdigit() else None
 
 
 class StudyRecord(_Record):
@@ -289,6 +295,7 @@ class StudyRecord(_Record):
         optuna.db         the Optuna study of a search (SQLite)
         summary.csv/json  one row per trial
         report.html       the HTML report
+        tracking.json     the study's own tracker runs (an MLflow parent run id)
         assets.json       on object storage: the dataset and source-model files the trials
                           read (sha256 each), uploaded to assets/sha256/ (harness.assets)
 

@@ -39,6 +39,8 @@ class RunSettings:
     allow_new_data: bool = False   # resume trials whose dataset changed since they started
     results_uri: Optional[str] = None  # the study on object storage (results_dir is then the driver's staging)
     assets: Tuple[Dict[str, Any], ...] = ()  # datasets and source-model files the trials read (harness.assets)
+    study: str = ""                          # the study's name (trackers group its trials by it)
+    tracking_parents: Tuple[Tuple[str, str], ...] = ()  # tracker -> the study's run (an MLflow parent)
 
     def study_record(self) -> StudyRecord:
         """The study's record as this process sees it (on object storage: its own staging)."""
@@ -96,8 +98,11 @@ class GanTrainable(tune.Trainable):
                 fetched = assets.fetch(self.run_settings.assets, study)
                 if fetched:
                     attempt["fetched"] = [str(p) for p in fetched]
+            run = self.run_settings
             self.trial = Trial(parse_trial(payload["config"]), record, lock=self.lock,
-                               allow_new_data=self.run_settings.allow_new_data)
+                               allow_new_data=run.allow_new_data,
+                               tracking={"study": run.study, "trial": self.gb_id, "phase": payload["phase"],
+                                         "labels": payload["labels"], "parents": dict(run.tracking_parents)})
             self.finished = self.trial.start()
             attempt.update(resumed_from=self.trial.iteration,
                            finished=self.finished.status if self.finished else None)
@@ -187,6 +192,8 @@ class GanTrainable(tune.Trainable):
         trial = getattr(self, "trial", None)
         if trial is not None and getattr(self, "finished", None) is None and self.error is None:
             trial.stop("stopped")  # a scheduler (ASHA) or the driver ended it early
+        if trial is not None:
+            trial.close()  # its trackers let go (the lock is this actor's: released below)
         self.trial = None
         if getattr(self, "lock", None) is not None:
             self.lock.release()

@@ -61,7 +61,8 @@ class Trial:
     """A trial being trained: its spec, record, built parts, state and reporter."""
 
     def __init__(self, spec: TrialSpec, out_dir: "os.PathLike | TrialRecord", callbacks: Optional[List[ReportCallback]] = None,
-                 progress: bool = False, lock: Optional[locks.FileLock] = None, allow_new_data: bool = False):
+                 progress: bool = False, lock: Optional[locks.FileLock] = None, allow_new_data: bool = False,
+                 tracking: Optional[Dict[str, Any]] = None):
         self.spec = spec
         # a folder, or a record (a study's trial on object storage is a TrialRecord with a remote)
         self.record = out_dir if isinstance(out_dir, TrialRecord) else TrialRecord(out_dir)
@@ -71,6 +72,9 @@ class Trial:
         self.lock, self._own_lock = lock, lock is None
         # resume on data whose fingerprint differs from the data the trial started on
         self.allow_new_data = allow_new_data
+        # who the trial is to its trackers: study, trial (its id), phase, labels, parents
+        self.tracking_context = dict(tracking or {})
+        self.tracking: Any = None  # harness.tracking.Tracking, opened by start()
         self.state = TrainingState()
         self.last_report: Optional[Dict[str, Any]] = None
         # built by build() (start() calls it): the parts, then what evaluates and reports
@@ -218,7 +222,9 @@ class Trial:
         return result
 
     def close(self) -> None:
-        """Release the folder's lock if this trial took it (start() did)."""
+        """Let the trackers go and release the folder's lock if this trial took it (start() did)."""
+        if self.tracking is not None:
+            self.tracking.close()  # a no-op once the trial finished them
         if self._own_lock and self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -274,10 +280,25 @@ class Trial:
             env["source_model"] = self.transfer.source_fingerprint()
             record.write_env(env)
         record.set_status("running", iteration=self.iteration, pid=os.getpid(), host=socket.gethostname())
+        self._open_tracking()
         self.state.start_clock()
         self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
         self._stop = False
         return None
+
+    def _open_tracking(self) -> None:
+        from harness.tracking import RunInfo, Tracking
+
+        ctx = self.tracking_context
+        info = RunInfo(trial=ctx.get("trial") or self.spec.name, folder=self.record.root, config=self.spec.to_dict(),
+                       study=ctx.get("study") or None, phase=ctx.get("phase"), labels=dict(ctx.get("labels") or {}),
+                       parents=dict(ctx.get("parents") or {}), resumed_at=self.iteration)
+        self.tracking = Tracking(self.spec.tracking, self.record, info)
+        self.reporter.callbacks.append(self.tracking.on_report)
+
+    def _end_tracking(self, status: str) -> None:
+        if self.tracking is not None:
+            self.tracking.finish(self.iteration, status, self.best, (self.last_report or {}).get("metrics", {}))
 
     def _warn(self, message: str) -> None:
         warnings.warn(f"{self.record.root}: {message}", RuntimeWarning, stacklevel=2)
@@ -294,6 +315,7 @@ class Trial:
         except Exception as err:
             self.record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
                                    traceback=traceback.format_exc())
+            self._end_tracking("failed")
             raise
         if status is None:
             return None
@@ -317,6 +339,7 @@ class Trial:
         current = self.record.status()
         if current and current["status"] == "running":
             self.record.set_status(status, iteration=self.iteration, best=self.best, wall_s=self.wall_s())
+            self._end_tracking(status)
 
     def _loop(self, until: Optional[int], bar) -> Optional[Dict[str, Any]]:
         spec, m = self.spec, self.models
@@ -359,6 +382,7 @@ class Trial:
         self.record.set_status("completed", iteration=self.iteration, best=self.best,
                                last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s(),
                                budget=self.budget_reason())
+        self._end_tracking("completed")
         return {"status": "completed"}
 
     def budget_reason(self) -> str:
@@ -394,7 +418,9 @@ class Trial:
             evaluation = self.evaluate()
             self.state.eval_s += time.perf_counter() - t0
         if do_samples:
-            self.reporter.save_samples(self.iteration)
+            grid = self.reporter.save_samples(self.iteration)
+            if self.tracking is not None:
+                self.tracking.image(self.iteration, grid)
         self.state.overhead_s += time.perf_counter() - t0
         if do_log:
             row = self.report(evaluation)
@@ -410,6 +436,7 @@ class Trial:
     def _diverged(self, term: str) -> Dict[str, Any]:
         error = f"non-finite {term} at iteration {self.iteration + 1}"
         self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
+        self._end_tracking("diverged")
         return {"status": "diverged", "error": error}
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.common import open_study, write_or_print
+from harness.cli.common import write_or_print
 from harness.store import StudyRecord
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from harness.analysis import AnalysisOptions, build_table, load_study
+    from harness import api
 
-    table = build_table(args.kind, load_study(open_study(args.dir).root), AnalysisOptions.from_namespace(args))
+    table = api.table(args.dir, args.kind, api.AnalysisOptions.from_namespace(args))
     write_or_print(table.render(args.format), args.out)
     warn(table, args)
     return 0
@@ -25,23 +25,21 @@ def warn(table, args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.analysis.options import ReportOptions
-    from harness.analysis.report import write_report
+    from harness import api
+    from harness.storage import is_uri
 
-    record = open_study(args.dir)
-    out = write_report(record, out=args.out, options=ReportOptions.from_namespace(args))
-    if record.remote is not None and not args.out:
-        print(f"report: {record.where}/{out.name} (local copy: {out})")
+    out = api.report(args.dir, api.ReportOptions.from_namespace(args), out=args.out)
+    if is_uri(args.dir) and not args.out:
+        print(f"report: {args.dir.rstrip('/')}/{out.name} (local copy: {out})")
     else:
         print(f"report: {out}")
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from harness.analysis import leaderboard, load_study
+    from harness import api
 
-    table = leaderboard([load_study(open_study(d).root) for d in args.dirs], metric=args.metric, which=args.which, phase=args.phase,
-                        level=args.level)
+    table = api.leaderboard(args.dirs, api.LeaderboardOptions.from_namespace(args))
     write_or_print(table.render(args.format), args.out)
     warn(table, args)
     return 0

@@ -45,13 +45,9 @@ def load_trial(args: argparse.Namespace):
 def load_plan(file: str, sets: Optional[List[str]], preset: Optional[str] = None,
               max_trials: Optional[int] = None):
     """The study of ``file`` (preset and ``--set`` applied), planned once."""
-    from harness.study import plan_study
-    from harness.study.planning import MAX_TRIALS
+    from harness import api
 
-    if max_trials is not None and max_trials < 1:
-        raise ConfigError("--max-trials", max_trials, "an integer >= 1")
-    return plan_study(read_mapping(file, None, "study settings"), Path(file).parent, preset, overrides(sets),
-                      MAX_TRIALS if max_trials is None else max_trials)
+    return api.plan(file, api.StudyOptions(preset=preset, set=sets, max_trials=max_trials))
 
 
 def add_max_trials(p: argparse.ArgumentParser) -> None:

@@ -4,21 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.common import load_plan, load_trial
-from harness.errors import ConfigError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.spec import load_yaml
-    from harness.study import is_study
+    from harness import api
+    from harness.study import Plan
 
-    if is_study(load_yaml(args.config)):
-        plan = load_plan(args.config, args.set, args.preset, args.max_trials)
-        print(f"{args.config}: {plan.describe()}")
+    checked = api.validate(args.config, api.StudyOptions.from_namespace(args))
+    if isinstance(checked, Plan):
+        print(f"{args.config}: {checked.describe()}")
         return 0
-    if args.preset is not None:
-        raise ConfigError("--preset", args.preset, "a study file (this is a trial config; presets belong to studies)")
-    spec = load_trial(args)
+    spec = checked
     print(f"{args.config}: valid trial '{spec.name}' "
           f"({spec.architecture.name}, {spec.loss.name}, {spec.dataset.name} {spec.dataset.resolution}px, "
           f"{spec.optimization.iterations} iterations)")
@@ -26,20 +22,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import run_study
+    from harness import api
 
-    plan = load_plan(args.study, args.set, args.preset, args.max_trials)
-    frame = run_study(plan, args.results, address=args.address, resume=args.resume,
-                      allow_new_data=args.allow_new_data)
+    frame = api.run(args.study, api.RunOptions.from_namespace(args))
     bad = frame[frame["status"].isin(["failed", "running", "pending"])] if len(frame) else frame
     return 0 if not len(bad) else 3
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from harness.cli.common import open_study
-    from harness.summary import summarize, to_json
+    from harness import api
+    from harness.summary import to_json
 
-    frame = summarize(open_study(args.dir).root)
+    frame = api.trials(args.dir)
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":

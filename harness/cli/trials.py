@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import List
 
 from harness.cli.common import add_config, add_max_trials, load_plan, load_trial
 from harness.study.planning import describe_plans
@@ -64,6 +65,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from harness.cli.common import trial_record
     from harness.trial import run_trial
 
+    args.set = list(args.set or []) + tracking_sets(args)
     spec = _prepared(args)
     record = trial_record(args.out)
     result = run_trial(spec, record, progress=not args.quiet, allow_new_data=args.allow_new_data)
@@ -93,6 +95,36 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# flag -> the tracking key it sets (docs/tracking.md); they apply after --set
+TRACKING_FLAGS = {"mlflow": "tracking.mlflow.uri", "mlflow_experiment": "tracking.mlflow.experiment",
+                  "wandb": "tracking.wandb.mode", "wandb_project": "tracking.wandb.project",
+                  "wandb_entity": "tracking.wandb.entity", "wandb_group": "tracking.wandb.group"}
+
+
+def add_tracking(p: argparse.ArgumentParser) -> None:
+    from harness.tracking.wandb_tracker import MODES
+
+    g = p.add_argument_group("experiment trackers (the config's tracking: section; docs/tracking.md)")
+    g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files (on by default)")
+    g.add_argument("--mlflow", metavar="URI", help="send to MLflow at this tracking URI (http://HOST:PORT, "
+                   "sqlite:///FILE.db, a folder)")
+    g.add_argument("--mlflow-experiment", metavar="NAME", help="the MLflow experiment (default ganbench)")
+    g.add_argument("--wandb", choices=MODES, help="send to Weights & Biases in this mode")
+    g.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ganbench)")
+    g.add_argument("--wandb-entity", metavar="NAME", help="the W&B team or user")
+    g.add_argument("--wandb-group", metavar="NAME", help="the W&B run group")
+
+
+def tracking_sets(args: argparse.Namespace) -> List[str]:
+    """The tracking flags as --set overrides (a W&B or MLflow option flag alone turns that tracker on)."""
+    sets = ["tracking.tensorboard=null"] if getattr(args, "no_tensorboard", False) else []
+    for flag, key in TRACKING_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            sets.append(f"{key}={json.dumps(value)}")
+    return sets
+
+
 def register(sub) -> None:
     p = sub.add_parser("describe", help="a trial config: the resolved config and parameter counts; a study file: "
                                         "its plans, budgets and resources")
@@ -108,6 +140,7 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-new-data", action="store_true",
                    help="resume although the dataset changed since the trial started (recorded in env.json)")
+    add_tracking(p)
     p.set_defaults(func=cmd_trial)
 
     p = sub.add_parser("pretrain", help="train a source model and store it in the model zoo")

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from harness.errors import ConfigError
 from harness.spec import TrialSpec, get_dotted, load_yaml, parse_trial, set_dotted
 from harness.study.schema import SEED_PATH, StudySpec, VariantSpec, choice_label, read_study
+from harness.validation import to_plain
 
 
 @dataclass
@@ -53,6 +54,8 @@ def base_spec(study: StudySpec) -> TrialSpec:
 
 def _common_overrides(study: StudySpec) -> Dict[str, Any]:
     out: Dict[str, Any] = {"threads": study.resources.threads}
+    if study.tracking is not None:
+        out["tracking"] = to_plain(study.tracking)
     if study.fixed_budget is not None:
         if study.fixed_budget.iterations is not None:
             out["optimization.iterations"] = study.fixed_budget.iterations

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 from harness.clocks import CLOCKS
 from harness.errors import ConfigError
 from harness.spec import MAX_BATCH, MAX_COUNT, load_yaml, set_dotted, split_path
+from harness.tracking.spec import TrackingSpec
 from harness.validation import INT_LIMIT, build_dataclass, to_plain
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -279,6 +280,10 @@ class StudySpec:
     # every metric (computed before scheduling, cached, shown beside every value in
     # tables and the report); 0 = no floors.
     floor_splits: int = field(default=5, metadata={"min": 0, "max": 100})
+    # Experiment trackers of every trial (replaces the base's tracking section; same keys:
+    # docs/tracking.md); MLflow runs nest under one run of the study, W&B runs are grouped
+    # by the study's name. Changing it does not change the study: a resume may.
+    tracking: Optional[TrackingSpec] = None
     # The preset this study was resolved with (set by parse_study; recorded in the
     # study.yaml as run, which can itself be run again).
     preset: Optional[str] = None
