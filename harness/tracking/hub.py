@@ -102,6 +102,7 @@ class Tracking:
         self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(QUEUE_SIZE)
         self._dropped = False
         self._done = False
+        self._busy: Optional[str] = None  # the tracker the thread is waiting for
         self._thread = threading.Thread(target=self._work, name=f"ganbench-tracking-{info.trial}", daemon=True)
         if self.trackers:
             self._thread.start()
@@ -124,8 +125,9 @@ class Tracking:
     def finish(self, step: int, status: str, best: Dict[str, float], last: Dict[str, float]) -> None:
         """End every run: hyperparameters beside the final and best metric values."""
         hparams = {**flatten(self.info.config), **{f"label.{k}": v for k, v in self.info.labels.items()}}
-        results = {f"final/{k}": float(v) for k, v in last.items() if _number(v) is not None}
-        results.update({f"best/{k}": float(v) for k, v in best.items() if _number(v) is not None})
+        # tags of their own: the series best/<m> and metrics/<m> are already sent row by row
+        results = {f"hparams/final/{k}": float(v) for k, v in last.items() if _number(v) is not None}
+        results.update({f"hparams/best/{k}": float(v) for k, v in best.items() if _number(v) is not None})
         self._end("finish", (step, status, hparams, results))
 
     def close(self) -> None:
@@ -150,7 +152,7 @@ class Tracking:
         self._queue.put((kind, payload))
         self._thread.join(self.timeout_s)
         if self._thread.is_alive():
-            busy = ", ".join(t.name for t in self.trackers)
+            busy = self._busy or ", ".join(t.name for t in self.trackers)
             _warn(self.record, f"tracking: {busy} still sending after {self.timeout_s:g} s "
                   "(tracking.close_timeout_s); the trial ends without waiting")
 
@@ -193,6 +195,7 @@ class Tracking:
 
     def _call(self, tracker: Tracker, live: List[Tracker], method: str, *args: Any) -> Any:
         """The tracker's ``method`` called (its result, or True); False when it raised."""
+        self._busy = tracker.name
         try:
             result = getattr(tracker, method)(*args)
         except Exception as err:  # noqa: BLE001 - a tracker never fails the trial

@@ -178,7 +178,6 @@ class MlflowTracker(Tracker):
         self.client.log_artifact(self.run_id, str(path), tag)
 
     def finish(self, step: int, status: str, hparams: Dict[str, Any], results: Dict[str, float]) -> None:
-        if results:
-            self.log(step, results)
+        # the final and best values are the last points of metrics/<m> and best/<m>
         self.client.set_tag(self.run_id, "ganbench.status", status)
         self.client.set_terminated(self.run_id, {"completed": "FINISHED", "stopped": "KILLED"}.get(status, "FAILED"))

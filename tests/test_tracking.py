@@ -1,0 +1,237 @@
+"""Experiment trackers: what a trial sends equals its own records, a resumed trial
+continues its runs without duplicated steps, and a tracker that fails, hangs or is not
+installed never fails or holds up the trial."""
+import json
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.spec import parse_trial
+from harness.store import TrialRecord
+from harness.tracking import Tracker
+from harness.trial import Trial, run_trial
+from tests import tracking_readers as read
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _config(tmp_path, **tracking):
+    return tiny_config(**{"eval.metrics": ["swd"], "tracking": tracking})
+
+
+def _close(a, b):
+    """Two (step, value) series equal up to TensorBoard's float32."""
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6)
+
+
+def test_a_resumed_trial_continues_every_tracker_and_each_series_equals_metrics_jsonl(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = parse_trial(_config(tmp_path, mlflow={"uri": uri}, wandb={"mode": "offline"}))
+    out = tmp_path / "trial"
+    # first start: trains to 15 (checkpoint at 10), its trackers flush, the process "ends"
+    first = Trial(spec, out)
+    assert first.start() is None
+    first.advance(15)
+    first.close()
+    record = TrialRecord(out)
+    kept = json.loads(record.tracking_path.read_text())
+    assert kept["mlflow"]["last_step"] == kept["wandb"]["last_step"] == 15
+    # second start: resumes from 10, so 15 is trained (and reported) again, then 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no tracker may complain
+        result = run_trial(spec, out)
+    assert result.status == "completed"
+    rows = record.reports()
+    assert [r["iteration"] for r in rows] == [5, 10, 15, 20]
+    after = json.loads(record.tracking_path.read_text())
+    assert after["mlflow"]["run_id"] == kept["mlflow"]["run_id"] and after["wandb"]["run_id"] == kept["wandb"]["run_id"]
+
+    # TensorBoard: two event files, the second purging what the first wrote after step 10
+    tb = read.tensorboard(out / "tensorboard")
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    for group, key in (("losses", "d_loss"), ("losses", "g_loss"), ("metrics", "swd"), ("best", "swd")):
+        series = read.tb_series(tb, f"{group}/{key}")
+        steps = [s for s, _ in series]
+        assert steps == sorted(set(steps)), f"{group}/{key}: steps not strictly increasing: {steps}"
+        _close(series, read.rows_series(rows, group, key))
+    grids = tb.Images("samples")
+    assert [g.step for g in grids] == [10, 20]
+    from PIL import Image
+    import io
+
+    shown = np.asarray(Image.open(io.BytesIO(grids[-1].encoded_image_string)).convert("RGB"))
+    np.testing.assert_array_equal(shown, np.asarray(Image.open(record.sample_path(20)).convert("RGB")))
+    hp = read.tb_hparams(tb)
+    assert hp["optimization.batch_size"] == 8 and hp["architecture.name"] == "dcgan" and hp["status"] == "completed"
+    assert read.tb_series(tb, "hparams/final/swd") == [(20, pytest.approx(rows[-1]["metrics"]["swd"], rel=1e-6))]
+
+    # MLflow: one run, each step once, the same values
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(after["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["optimization.batch_size"] == "8"
+    assert json.loads(run.data.tags["protocol/swd"]) == rows[-1]["protocol"]["swd"]
+    for group, key in (("losses", "d_loss"), ("metrics", "swd")):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, f"{group}/{key}"))
+        _close(history, read.rows_series(rows, group, key))
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "samples")) == [
+        "samples/samples-00000010.png", "samples/samples-00000020.png"]
+
+    # W&B: two offline run folders of one run id; together each step once
+    runs = read.wandb_runs(out)
+    assert len(runs) == 2 and {r["id"] for r in runs} == {after["wandb"]["run_id"]}
+    for group, key in (("losses", "d_loss"), ("metrics", "swd"), ("augment", "p")):
+        expected = read.rows_series(rows, group, key)
+        if expected:
+            _close(read.wandb_series(runs, f"{group}/{key}"), expected)
+    assert [row["_step"] for run in runs for row in run["history"] if "samples/path" in row] == [10, 20]
+
+
+class _Broken(Tracker):
+    """A stand-in W&B whose logging raises."""
+
+    package, install = "json", "nothing"
+
+    def start(self):
+        return {"run_id": "x"}
+
+    def log(self, step, values):
+        raise RuntimeError("the tracker's server said 401: bad credentials")
+
+    def image(self, step, tag, path):
+        pass
+
+    def finish(self, step, status, hparams, results):
+        pass
+
+
+def _wandb_as(monkeypatch, cls):
+    from harness.tracking import base
+
+    entry = base.TRACKERS["wandb"]
+    monkeypatch.setitem(base.TRACKERS, "wandb", base.Entry("wandb", cls, entry.options))
+    cls.name = "wandb"
+
+
+def _tracking_warnings(caught):
+    return [str(w.message) for w in caught if "tracking" in str(w.message)]
+
+
+def test_a_tracker_that_raises_costs_one_warning_and_the_trial_and_other_trackers_go_on(tmp_path, monkeypatch):
+    _wandb_as(monkeypatch, _Broken)
+    out = tmp_path / "trial"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_trial(_config(tmp_path, wandb={"mode": "offline"}), out)
+    assert result.status == "completed"
+    said = _tracking_warnings(caught)
+    assert len(said) == 1 and "tracking.wandb: log failed (RuntimeError: the tracker's server said 401" in said[0]
+    rows = TrialRecord(out).reports()
+    _close(read.tb_series(read.tensorboard(out / "tensorboard"), "losses/d_loss"), read.rows_series(rows, "losses", "d_loss"))
+
+
+def test_an_unreachable_mlflow_server_costs_one_warning(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_trial(_config(tmp_path, mlflow={"uri": f"http://127.0.0.1:{port}"}), tmp_path / "trial")
+    assert result.status == "completed"
+    said = _tracking_warnings(caught)
+    assert len(said) == 1 and said[0].split(": ", 1)[1].startswith("tracking.mlflow: start failed"), said
+
+
+def test_a_hanging_tracker_does_not_hold_up_the_trial(tmp_path, monkeypatch):
+    released = threading.Event()
+
+    class Hanging(_Broken):
+        def log(self, step, values):
+            released.wait(120)  # the trial must not wait for this
+
+    _wandb_as(monkeypatch, Hanging)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_trial(_config(tmp_path, wandb={"mode": "offline"}, close_timeout_s=0.5), tmp_path / "trial")
+    hung = not released.is_set()
+    released.set()
+    assert result.status == "completed" and hung
+    said = _tracking_warnings(caught)
+    assert len(said) == 1 and "tracking: wandb still sending after 0.5 s" in said[0]
+
+
+def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_trial(_config(tmp_path, wandb={"mode": "offline"}), tmp_path / "trial")
+    assert result.status == "completed"
+    said = _tracking_warnings(caught)
+    assert len(said) == 1 and "tracking.wandb: the wandb package is not installed (pip install wandb" in said[0]
+    assert not (tmp_path / "trial" / "wandb").exists()
+
+
+@pytest.mark.parametrize("tracking, path, expected", [
+    ({"neptune": {}}, "tracking.neptune", "allowed keys: tensorboard, mlflow, wandb"),
+    ({"mlflow": {"uri": "htp:/127.0.0.1:5000"}}, "tracking.mlflow.uri", "a tracking URI"),
+    ({"mlflow": {"uri": "http://:5000"}}, "tracking.mlflow.uri", "names no host"),
+    ({"mlflow": {"uri": "http://127.0.0.1:99999"}}, "tracking.mlflow.uri", "port"),
+    ({"mlflow": {"uri": "ftp://host/x"}}, "tracking.mlflow.uri", "a tracking URI"),
+    ({"mlflow": {}}, "tracking.mlflow.uri", "required"),
+    ({"wandb": {"mode": "online-ish"}}, "tracking.wandb.mode", "one of online, offline, disabled"),
+    ({"wandb": {"project": "a/b"}}, "tracking.wandb.project", "none of /"),
+])
+def test_bad_tracking_input_is_refused_naming_the_field(tracking, path, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_trial(tiny_config(tracking=tracking))
+    assert err.value.path == path and expected in str(err.value)
+
+
+def test_relative_tracking_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mlflow = parse_trial(tiny_config(tracking={"mlflow": {"uri": "sqlite:///runs/m.db"}})).tracking.mlflow
+    assert mlflow.uri == f"sqlite:///{tmp_path.resolve()}/runs/m.db"
+    assert parse_trial(tiny_config(tracking={"mlflow": {"uri": "mlruns"}})).tracking.mlflow.uri == \
+        (tmp_path.resolve() / "mlruns").as_uri()
+
+
+def test_trial_flags_set_the_tracking_section_and_bad_ones_exit_2(tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "trial.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(**{"optimization.iterations": 5, "eval.every": 0})))
+    out = tmp_path / "out"
+    code = main(["trial", str(config), "--out", str(out), "--quiet", "--no-tensorboard", "--wandb", "disabled",
+                 "--wandb-project", "p1"])
+    assert code == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())["tracking"]
+    assert saved["tensorboard"] is None and saved["wandb"]["mode"] == "disabled" and saved["wandb"]["project"] == "p1"
+    assert not (out / "tensorboard").exists()
+    capsys.readouterr()
+    assert main(["trial", str(config), "--out", str(tmp_path / "o2"), "--mlflow", "gopher://x"]) == 2
+    assert "tracking.mlflow.uri: got 'gopher://x'" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_changing_trackers_does_not_change_a_trial(tmp_path):
+    """A resume may add or drop trackers: the record's identity check ignores tracking."""
+    out = tmp_path / "trial"
+    run_trial(tiny_config(**{"optimization.iterations": 5, "eval.every": 0}), out)
+    result = run_trial(tiny_config(**{"optimization.iterations": 5, "eval.every": 0, "tracking": {"tensorboard": None}}), out)
+    assert result.status == "completed"
+    with pytest.raises(ConfigError, match="config.yaml differs"):
+        run_trial(tiny_config(**{"optimization.iterations": 6, "eval.every": 0}), out)
