@@ -235,3 +235,55 @@ def test_changing_trackers_does_not_change_a_trial(tmp_path):
     assert result.status == "completed"
     with pytest.raises(ConfigError, match="config.yaml differs"):
         run_trial(tiny_config(**{"optimization.iterations": 6, "eval.every": 0}), out)
+
+
+def test_the_api_page_runs_and_its_study_is_in_mlflow_and_wandb(tmp_path, monkeypatch):
+    """docs/api.md's blocks, run in order in an empty folder (a 2 x 2 study on an embedded
+    Ray, tracked in MLflow on SQLite and W&B offline); then every trial's series is read
+    back from each tracker and compared with its metrics.jsonl."""
+    import re
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", page, re.S)):
+        exec(compile(block, f"docs/api.md block {i}", "exec"), namespace)
+    root = tmp_path / "results" / "api-demo"
+    trial_dirs = sorted((root / "trials").iterdir())
+    assert [d.name for d in trial_dirs] == ["c000-s0", "c000-s1", "c001-s0", "c001-s1"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    parent, children = namespace["parent"], namespace["children"]
+    assert parent.info.run_name == "api-demo" and parent.info.status == "FINISHED"
+    by_name = {r.info.run_name: r for r in children}
+    assert sorted(by_name) == [d.name for d in trial_dirs]
+    for folder in trial_dirs:
+        rows = TrialRecord(folder).reports()
+        run = by_name[folder.name]
+        assert run.info.status == "FINISHED" and run.data.tags["label.augment.policy"] in ("none", "diffaugment")
+        for group, key in (("losses", "d_loss"), ("metrics", "swd")):
+            history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, f"{group}/{key}"))
+            _close(history, read.rows_series(rows, group, key))
+            runs = read.wandb_runs(folder)
+            assert [r["group"] for r in runs] == ["api-demo"] and runs[0]["project"] == "api-demo"
+            _close(read.wandb_series(runs, f"{group}/{key}"), read.rows_series(rows, group, key))
+        _close(read.tb_series(read.tensorboard(folder / "tensorboard"), "metrics/swd"),
+               read.rows_series(rows, "metrics", "swd"))
+    assert (tmp_path / "losses.html").is_file() and (root / "report.html").is_file()
+
+
+def test_a_study_resumes_with_other_trackers(tmp_path):
+    """Trackers are not part of a study's identity: a resume may add or drop them."""
+    from harness.runner import StudyRunner
+    from harness.study import parse_study
+    from tests.conftest import run_study_inline
+
+    data = {"name": "tr", "base": tiny_config(**{"optimization.iterations": 5, "eval.every": 0}), "floor_splits": 0}
+    run_study_inline(data, tmp_path)
+    changed = parse_study({**data, "tracking": {"tensorboard": None, "wandb": {"mode": "disabled"}}})
+    StudyRunner(changed, tmp_path, resume=True, out=lambda line: None).prepare()
+    other = parse_study({**data, "seeds": [0, 1]})
+    with pytest.raises(ConfigError, match="differs"):
+        StudyRunner(other, tmp_path, resume=True, out=lambda line: None).prepare()
