@@ -34,21 +34,24 @@ def test_a_resumed_trial_continues_every_tracker_and_each_series_equals_metrics_
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    spec = parse_trial(_config(tmp_path, mlflow={"uri": uri}, wandb={"mode": "offline"}))
+    cfg = _config(tmp_path, mlflow={"uri": uri}, wandb={"mode": "offline"})
+    cfg.update(augment={"policy": "ada"}, regularizers=[{"name": "lecam", "weight": 0.1}])
+    spec = parse_trial(cfg)
     out = tmp_path / "trial"
     # first start: trains to 15 (checkpoint at 10), its trackers flush, the process "ends"
-    first = Trial(spec, out)
-    assert first.start() is None
-    first.advance(15)
-    first.close()
-    record = TrialRecord(out)
-    kept = json.loads(record.tracking_path.read_text())
-    assert kept["mlflow"]["last_step"] == kept["wandb"]["last_step"] == 15
-    # second start: resumes from 10, so 15 is trained (and reported) again, then 20
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # no tracker may complain
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = Trial(spec, out)
+        assert first.start() is None
+        first.advance(15)
+        first.close()
+        record = TrialRecord(out)
+        kept = json.loads(record.tracking_path.read_text())
+        assert kept["mlflow"]["last_step"] == kept["wandb"]["last_step"] == 15
+        # second start: resumes from 10, so 15 is trained (and reported) again, then 20
         result = run_trial(spec, out)
     assert result.status == "completed"
+    assert not _tracking_warnings(caught)  # no tracker complained (they warn from their thread)
     rows = record.reports()
     assert [r["iteration"] for r in rows] == [5, 10, 15, 20]
     after = json.loads(record.tracking_path.read_text())
@@ -57,7 +60,9 @@ def test_a_resumed_trial_continues_every_tracker_and_each_series_equals_metrics_
     # TensorBoard: two event files, the second purging what the first wrote after step 10
     tb = read.tensorboard(out / "tensorboard")
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2
-    for group, key in (("losses", "d_loss"), ("losses", "g_loss"), ("metrics", "swd"), ("best", "swd")):
+    assert read.rows_series(rows, "augment", "ada_p") and read.rows_series(rows, "regularizers", "lecam_real")
+    for group, key in (("losses", "d_loss"), ("losses", "g_loss"), ("metrics", "swd"), ("best", "swd"),
+                       ("augment", "ada_p"), ("regularizers", "lecam_real")):
         series = read.tb_series(tb, f"{group}/{key}")
         steps = [s for s, _ in series]
         assert steps == sorted(set(steps)), f"{group}/{key}: steps not strictly increasing: {steps}"
@@ -78,7 +83,7 @@ def test_a_resumed_trial_continues_every_tracker_and_each_series_equals_metrics_
     run = client.get_run(after["mlflow"]["run_id"])
     assert run.info.status == "FINISHED" and run.data.params["optimization.batch_size"] == "8"
     assert json.loads(run.data.tags["protocol/swd"]) == rows[-1]["protocol"]["swd"]
-    for group, key in (("losses", "d_loss"), ("metrics", "swd")):
+    for group, key in (("losses", "d_loss"), ("metrics", "swd"), ("augment", "ada_p"), ("regularizers", "lecam_fake")):
         history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, f"{group}/{key}"))
         _close(history, read.rows_series(rows, group, key))
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "samples")) == [
@@ -87,10 +92,8 @@ def test_a_resumed_trial_continues_every_tracker_and_each_series_equals_metrics_
     # W&B: two offline run folders of one run id; together each step once
     runs = read.wandb_runs(out)
     assert len(runs) == 2 and {r["id"] for r in runs} == {after["wandb"]["run_id"]}
-    for group, key in (("losses", "d_loss"), ("metrics", "swd"), ("augment", "p")):
-        expected = read.rows_series(rows, group, key)
-        if expected:
-            _close(read.wandb_series(runs, f"{group}/{key}"), expected)
+    for group, key in (("losses", "d_loss"), ("metrics", "swd"), ("augment", "ada_p"), ("regularizers", "lecam_real")):
+        _close(read.wandb_series(runs, f"{group}/{key}"), read.rows_series(rows, group, key))
     assert [row["_step"] for run in runs for row in run["history"] if "samples/path" in row] == [10, 20]
 
 

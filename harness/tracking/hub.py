@@ -52,8 +52,8 @@ def row_values(row: Dict[str, Any]) -> Dict[str, float]:
 
 
 def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """A trial config as dotted keys with plain values (lists as JSON), for hyperparameter
-    tables; ``tracking`` itself is left out (its URIs may hold credentials)."""
+    """A trial config as dotted keys with plain values (lists as JSON; a list of named
+    items by name: ``regularizers.cr.weight``), for hyperparameter tables; ``tracking`` itself is left out (its URIs may hold credentials)."""
     out: Dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -62,9 +62,8 @@ def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
         if isinstance(value, dict) and value:
             out.update(flatten(value, name + "."))
         elif isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
-            for item in value:
-                out.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}[{item['name']}]."))
-                out[f"{name}[{item['name']}]"] = True
+            for item in value:  # regularizers.cr.weight: by name, as the study's labels address them
+                out.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{name}.{item['name']}."))
         elif isinstance(value, (list, dict)):
             out[name] = json.dumps(value, sort_keys=True)
         else:

@@ -22,6 +22,11 @@ PARAM_CHARS = 6000   # MLflow's longest parameter value
 BATCH = 100          # params per log_batch (MLflow's limit; 1000 for metrics)
 PARENT_TAG = "mlflow.parentRunId"
 _NAME = re.compile(r"^[^\x00-\x1f]{1,500}$")
+_NOT_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow refuses in param, metric and tag names
+
+
+def _key(name: str) -> str:
+    return _NOT_IN_KEYS.sub("_", name)[:250]
 
 
 @dataclass
@@ -106,7 +111,7 @@ def experiment_name(options: MlflowOptions, study: Optional[str]) -> str:
 def _log_params(client: Any, run_id: str, params: Dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k[:250], str(v)[:PARAM_CHARS]) for k, v in params.items()]
+    items = [Param(_key(k), str(v)[:PARAM_CHARS]) for k, v in params.items()]
     for i in range(0, len(items), BATCH):
         client.log_batch(run_id, params=items[i:i + BATCH])
 
@@ -146,7 +151,7 @@ class MlflowTracker(Tracker):
                 tags["ganbench.study"] = info.study
             if info.phase:
                 tags["ganbench.phase"] = info.phase
-            tags.update({f"label.{k}": str(v) for k, v in info.labels.items()})
+            tags.update({_key(f"label.{k}"): str(v) for k, v in info.labels.items()})
             parent = info.parents.get(self.name)
             if parent:
                 tags[PARENT_TAG] = parent
@@ -165,14 +170,14 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics: List[Any] = [Metric(k, float(v), now, step) for k, v in values.items()]
+        metrics: List[Any] = [Metric(_key(k), float(v), now, step) for k, v in values.items()]
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
     def text(self, step: int, values: Dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, v[:8000]) for k, v in values.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(_key(k), v[:8000]) for k, v in values.items()])
 
     def image(self, step: int, tag: str, path: Path) -> None:
         self.client.log_artifact(self.run_id, str(path), tag)
