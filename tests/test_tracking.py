@@ -161,7 +161,7 @@ def test_a_hanging_tracker_does_not_hold_up_the_trial(tmp_path, monkeypatch):
 
     class Hanging(_Broken):
         def log(self, step, values):
-            released.wait(120)  # the trial must not wait for this
+            released.wait(30)  # the trial must not wait for this (an unbounded join would)
 
     _wandb_as(monkeypatch, Hanging)
     with warnings.catch_warnings(record=True) as caught:
