@@ -172,6 +172,10 @@ def test_a_hanging_tracker_does_not_hold_up_the_trial(tmp_path, monkeypatch):
     assert result.status == "completed" and hung
     said = _tracking_warnings(caught)
     assert len(said) == 1 and "tracking: wandb still sending after 0.5 s" in said[0]
+    # TensorBoard has its own thread: the hanging tracker held it up no more than the trial
+    rows = TrialRecord(tmp_path / "trial").reports()
+    _close(read.tb_series(read.tensorboard(tmp_path / "trial" / "tensorboard"), "losses/d_loss"),
+           read.rows_series(rows, "losses", "d_loss"))
 
 
 def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, monkeypatch):

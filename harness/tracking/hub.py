@@ -1,7 +1,7 @@
-"""The trial's side of tracking: one background thread feeds every tracker that is on.
+"""The trial's side of tracking: one background thread per tracker feeds it.
 
 The training loop only enqueues (a report row, a sample grid, the end), so a slow or
-unreachable tracker never slows a step; a tracker that raises is reported once, as a
+unreachable tracker never slows a step, nor another tracker; a tracker that raises is reported once, as a
 warning naming it, and dropped — the trial goes on. What each tracker needs to continue
 its run after a resume (run ids, the last step it holds) is kept in the trial's record
 (``TrialRecord.tracking_path``), rewritten atomically as it changes.
@@ -13,6 +13,7 @@ import json
 import math
 import queue
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -80,31 +81,42 @@ def missing_package(name: str) -> Optional[str]:
             f"or pip install 'ganbench[tracking]'); trials run without it")
 
 
+class _Feed:
+    """One tracker, its queue and the daemon thread that feeds it."""
+
+    def __init__(self, tracker: Tracker, images: bool, work: Any, trial: str):
+        self.tracker, self.images = tracker, images
+        self.queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(QUEUE_SIZE)
+        self.started = False   # its run is open
+        self.dropped = False
+        self.thread = threading.Thread(target=work, args=(self,), name=f"ganbench-{tracker.name}-{trial}", daemon=True)
+
+
 class Tracking:
-    """The trackers of one trial, fed from a queue by one daemon thread."""
+    """The trackers of one trial, each fed from its own queue by its own daemon thread
+    (so a hanging MLflow server holds up neither the trial nor TensorBoard)."""
 
     def __init__(self, spec: Any, record: Any, info: RunInfo):
         self.record, self.info = record, info
         self.timeout_s = spec.close_timeout_s
         self.state: Dict[str, Dict[str, Any]] = read_json(record.tracking_path) or {}
-        self.trackers: List[Tracker] = []
-        self.images: Dict[str, bool] = {}
+        self._lock = threading.Lock()  # the state and its file, shared by the threads
+        self.feeds: List[_Feed] = []
         for name, options in spec.enabled():
             problem = missing_package(name)
             if problem is not None:
                 _warn(record, problem.replace("trials run", "this trial runs"))
                 continue
             tracker = TRACKERS[name].cls(options, info, self.state.get(name) or {})
-            self.trackers.append(tracker)
-            self.images[name] = bool(getattr(options, "images", True))
+            self.feeds.append(_Feed(tracker, bool(getattr(options, "images", True)), self._work, info.trial))
         self._sent_texts: Dict[str, str] = {}
-        self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(QUEUE_SIZE)
-        self._dropped = False
         self._done = False
-        self._busy: Optional[str] = None  # the tracker the thread is waiting for
-        self._thread = threading.Thread(target=self._work, name=f"ganbench-tracking-{info.trial}", daemon=True)
-        if self.trackers:
-            self._thread.start()
+        for feed in self.feeds:
+            feed.thread.start()
+
+    @property
+    def trackers(self) -> List[Tracker]:
+        return [f.tracker for f in self.feeds]
 
     # ------------------------------------------------------- the trial's side
     def on_report(self, row: Dict[str, Any], trial: Any = None) -> None:
@@ -134,71 +146,73 @@ class Tracking:
         self._end("close", None)
 
     def _put(self, kind: str, payload: Any) -> None:
-        if not self.trackers or self._done:
+        if self._done:
             return
-        try:
-            self._queue.put_nowait((kind, payload))
-        except queue.Full:
-            if not self._dropped:
-                self._dropped = True
-                _warn(self.record, f"tracking: {QUEUE_SIZE} events are waiting for a slow tracker; newer ones are "
-                      "dropped (the trial's own records are complete)")
+        for feed in self.feeds:
+            try:
+                feed.queue.put_nowait((kind, payload))
+            except queue.Full:
+                if not feed.dropped:
+                    feed.dropped = True
+                    _warn(self.record, f"tracking.{feed.tracker.name}: {QUEUE_SIZE} events are waiting for it; "
+                          "newer ones are dropped (the trial's own records are complete)")
 
     def _end(self, kind: str, payload: Any) -> None:
-        if not self.trackers or self._done:
+        if self._done:
             return
         self._done = True
-        self._queue.put((kind, payload))
-        self._thread.join(self.timeout_s)
-        if self._thread.is_alive():
-            busy = self._busy or ", ".join(t.name for t in self.trackers)
-            _warn(self.record, f"tracking: {busy} still sending after {self.timeout_s:g} s "
+        for feed in self.feeds:
+            feed.queue.put((kind, payload))
+        deadline = time.monotonic() + self.timeout_s
+        for feed in self.feeds:  # a slow first import or an unreachable server: waited for, up to the deadline
+            feed.thread.join(max(0.0, deadline - time.monotonic()))
+        busy = [f.tracker.name for f in self.feeds if f.thread.is_alive() and f.started]
+        if busy:
+            _warn(self.record, f"tracking: {', '.join(busy)} still sending after {self.timeout_s:g} s "
                   "(tracking.close_timeout_s); the trial ends without waiting")
+        opening = [f.tracker.name for f in self.feeds if f.thread.is_alive() and not f.started]
+        if opening:
+            _warn(self.record, f"tracking: {', '.join(opening)} had not opened its run when the trial ended (an "
+                  "unreachable server?); the trial ends without it")
 
-    # ----------------------------------------------------- the thread's side
-    def _work(self) -> None:
-        live = list(self.trackers)
-        for tracker in list(live):
-            kept = self._call(tracker, live, "start")
-            if isinstance(kept, dict):
-                self.state[tracker.name] = {**self.state.get(tracker.name, {}), **kept}
-        self._save()
+    # ----------------------------------------------------- the threads' side
+    def _work(self, feed: _Feed) -> None:
+        tracker = feed.tracker
+        kept = self._call(tracker, "start")
+        if kept is False:
+            return
+        feed.started = True
+        with self._lock:
+            self.state[tracker.name] = {**self.state.get(tracker.name, {}), **(kept if isinstance(kept, dict) else {})}
+            self._save()
         while True:
-            kind, payload = self._queue.get()
+            kind, payload = feed.queue.get()
             if kind in ("finish", "close"):
-                for tracker in list(live):
-                    if kind == "finish":
-                        self._call(tracker, live, "finish", *payload)
-                    else:
-                        self._call(tracker, live, "close")
-                self._publish()
+                if self._call(tracker, kind, *(payload or ())) is not False:
+                    self._publish(tracker)
                 return
             step = payload[0]
-            for tracker in list(live):
-                held = self.state.get(tracker.name, {}).get("last_step", -1)
-                if not tracker.rewrites_history and step <= held:
-                    continue  # a resumed trial's step the run already holds
-                if kind == "row":
-                    _, values, texts = payload
-                    ok = self._call(tracker, live, "log", step, values)
-                    if ok and texts:
-                        ok = self._call(tracker, live, "text", step, texts)
-                elif self.images.get(tracker.name):
-                    ok = self._call(tracker, live, "image", step, SAMPLES_TAG, payload[1])
-                else:
-                    continue
-                if ok and kind == "row":
-                    self.state.setdefault(tracker.name, {})["last_step"] = step
-            if kind == "row":
+            held = self.state.get(tracker.name, {}).get("last_step", -1)
+            if not tracker.rewrites_history and step <= held:
+                continue  # a resumed trial's step the run already holds
+            if kind == "image":
+                if feed.images and self._call(tracker, "image", step, SAMPLES_TAG, payload[1]) is False:
+                    return
+                continue
+            _, values, texts = payload
+            if self._call(tracker, "log", step, values) is False or (texts and self._call(tracker, "text", step, texts)
+                                                                     is False):
+                return
+            with self._lock:
+                self.state.setdefault(tracker.name, {})["last_step"] = step
                 self._save()
 
-    def _call(self, tracker: Tracker, live: List[Tracker], method: str, *args: Any) -> Any:
-        """The tracker's ``method`` called (its result, or True); False when it raised."""
-        self._busy = tracker.name
+    def _call(self, tracker: Tracker, method: str, *args: Any) -> Any:
+        """The tracker's ``method`` called (its result, or True); False when it raised
+        (then its feed stops: one warning, and the trial goes on without it)."""
         try:
             result = getattr(tracker, method)(*args)
         except Exception as err:  # noqa: BLE001 - a tracker never fails the trial
-            live.remove(tracker)
             message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
             _warn(self.record, f"tracking.{tracker.name}: {method} failed ({message}); the trial goes on without "
                   f"{tracker.name}")
@@ -211,17 +225,15 @@ class Tracking:
         except Exception as err:  # noqa: BLE001 - losing it only costs a resumed run's continuity
             _warn(self.record, f"tracking: could not keep the trackers' run ids ({err})")
 
-    def _publish(self) -> None:
-        self._save()
+    def _publish(self, tracker: Tracker) -> None:
         if getattr(self.record, "remote", None) is None:
             return
-        for tracker in self.trackers:
-            for path in tracker.files():
-                try:
-                    self.record.publish(path)
-                except Exception as err:  # noqa: BLE001
-                    _warn(self.record, f"tracking.{tracker.name}: could not upload {path.name} ({err})")
-                    break
+        for path in tracker.files():
+            try:
+                self.record.publish(path)
+            except Exception as err:  # noqa: BLE001
+                _warn(self.record, f"tracking.{tracker.name}: could not upload {path.name} ({err})")
+                return
 
 
 def _warn(record: Any, message: str) -> None:
