@@ -135,15 +135,21 @@ def validate(config: Union[str, os.PathLike], options: Optional[StudyOptions] = 
     return parse_trial(data)
 
 
-def run(study: Any, options: Optional[RunOptions] = None, out: Callable[[str], None] = print, **fields: Any):
+def _print(line: str) -> None:
+    print(line)  # looked up when called: Ray pickles the driver's callbacks by reference
+
+
+def run(study: Any, options: Optional[RunOptions] = None, out: Optional[Callable[[str], None]] = None, **fields: Any):
     """Validate, then run (or resume) a study on Ray (``ganbench run``): a study file, a
-    mapping, or a Plan. Returns the summary DataFrame (one row per trial)."""
+    mapping, or a Plan; ``out`` takes the progress lines (default: print them). Returns
+    the summary DataFrame (one row per trial)."""
     from harness.runner import run_study
     from harness.study import Plan
 
     o = _options(RunOptions, options, fields)
     planned = study if isinstance(study, Plan) else plan(study, o)
-    return run_study(planned, o.results, address=o.address, resume=o.resume, out=out, allow_new_data=o.allow_new_data)
+    return run_study(planned, o.results, address=o.address, resume=o.resume, out=out or _print,
+                     allow_new_data=o.allow_new_data)
 
 
 # ------------------------------------------------------------------------ results
