@@ -80,9 +80,25 @@ def normalise_uri(uri: str, path: str) -> str:
     return uri
 
 
+PROBE_S = 5.0  # how long an HTTP server gets to accept a connection before MLflow's retries
+
+
 def _client(uri: str):
+    """MLflow's client for ``uri``; an HTTP server that refuses or does not accept a TCP
+    connection within PROBE_S fails now, in one line, instead of after MLflow's minutes
+    of retries."""
+    import socket
+
     from mlflow.tracking import MlflowClient
 
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=PROBE_S).close()
+        except OSError as err:
+            raise ConnectionError(f"{parsed.scheme}://{parsed.hostname}:{port} does not answer "
+                                  f"({err.strerror or err})") from None
     return MlflowClient(tracking_uri=uri)
 
 
