@@ -277,6 +277,12 @@ def test_the_api_page_runs_and_its_study_is_in_mlflow_and_wandb(tmp_path, monkey
             _close(read.wandb_series(runs, f"{group}/{key}"), read.rows_series(rows, group, key))
         _close(read.tb_series(read.tensorboard(folder / "tensorboard"), "metrics/swd"),
                read.rows_series(rows, "metrics", "swd"))
+    # TensorBoard's HParams tab over the study's trials: one session per trial, its final value
+    groups = read.tb_session_groups(root / "trials")
+    assert sorted(groups) == [f"{d.name}/tensorboard" for d in trial_dirs]
+    for folder in trial_dirs:
+        final = TrialRecord(folder).reports()[-1]["metrics"]["swd"]
+        assert groups[f"{folder.name}/tensorboard"]["hparams/final/swd"] == pytest.approx(final, rel=1e-6)
     assert (tmp_path / "losses.html").is_file() and (root / "report.html").is_file()
 
 

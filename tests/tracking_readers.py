@@ -85,3 +85,22 @@ def wandb_series(runs: List[Dict[str, Any]], key: str) -> List[Tuple[int, float]
 
 def rows_series(rows: List[Dict[str, Any]], group: str, key: str) -> List[Tuple[int, float]]:
     return [(r["iteration"], r[group][key]) for r in rows if key in (r.get(group) or {})]
+
+
+def tb_session_groups(logdir: Path) -> Dict[str, Dict[str, float]]:
+    """What TensorBoard's HParams tab lists for ``logdir`` (its own backend): run -> metric
+    tag -> value, one session per trial."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux,
+                               data_provider=data_provider.MultiplexerDataProvider(mux, str(logdir)))
+    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=1000, allowed_statuses=[
+        api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING])
+    response = list_session_groups.Handler(context.RequestContext(), backend_context.Context(tb), "", request).run()
+    return {g.name: {m.name.tag: m.value for m in g.metric_values} for g in response.session_groups}
