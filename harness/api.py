@@ -4,6 +4,7 @@ The commands call these very functions with option objects built from their flag
 notebook and the command line cannot drift apart::
 
     ganbench validate STUDY --preset cpu          validate("STUDY", StudyOptions(preset="cpu"))
+    ganbench trial CONFIG --out DIR               trial("CONFIG", "DIR", TrialOptions(set=[...]))
     ganbench run STUDY --results R --resume       run("STUDY", RunOptions(results="R", resume=True))
     ganbench summary DIR                          trials("DIR")   (one row per trial)
     (no command: the curves the report plots)     reports("DIR")  (one row per report of each trial)
@@ -29,8 +30,9 @@ from harness.errors import ConfigError
 
 Overrides = Union[Dict[str, Any], Sequence[str], None]
 
-__all__ = ["AnalysisOptions", "LeaderboardOptions", "ReportOptions", "RunOptions", "StudyOptions", "figures",
-           "leaderboard", "open_study", "plan", "report", "reports", "run", "table", "trials", "validate"]
+__all__ = ["AnalysisOptions", "LeaderboardOptions", "ReportOptions", "RunOptions", "StudyOptions", "TrialOptions",
+           "figures", "leaderboard", "open_study", "plan", "report", "reports", "run", "table", "trial", "trials",
+           "validate"]
 
 
 class _FromFlags:
@@ -60,6 +62,16 @@ class RunOptions(StudyOptions):
     resume: bool = False
     # with resume: continue trials whose dataset changed since they started (recorded)
     allow_new_data: bool = False
+
+
+@dataclass
+class TrialOptions(_FromFlags):
+    # dotted overrides of the trial config, {"optimization.iterations": 100} or ["k=v"] (--set)
+    set: Overrides = None
+    # resume although the dataset changed since the trial started (recorded in env.json)
+    allow_new_data: bool = False
+    # a progress bar on stderr
+    progress: bool = True
 
 
 @dataclass
@@ -150,6 +162,26 @@ def run(study: Any, options: Optional[RunOptions] = None, out: Optional[Callable
     planned = study if isinstance(study, Plan) else plan(study, o)
     return run_study(planned, o.results, address=o.address, resume=o.resume, out=out or _print,
                      allow_new_data=o.allow_new_data)
+
+
+def trial(config: Union[str, os.PathLike, Dict[str, Any]], out: Union[str, os.PathLike],
+          options: Optional[TrialOptions] = None, **fields: Any):
+    """Run (or resume) one trial in this process into ``out`` (a folder or an object-storage
+    URI), its dataset prepared first (``ganbench trial``). A :class:`harness.trial.TrialResult`:
+    ``.status``, ``.iteration``, ``.last_report``, ``.error``."""
+    from harness.cli.common import read_mapping, trial_record
+    from harness.prepare import prepare_trial
+    from harness.spec import parse_trial, set_dotted
+    from harness.trial import run_trial
+
+    o = _options(TrialOptions, options, fields)
+    data = dict(config) if isinstance(config, dict) else read_mapping(str(config), None, "trial settings")
+    for key, value in _overrides(o.set).items():
+        set_dotted(data, key, value)
+    spec = parse_trial(data)
+    record = trial_record(str(out))  # an unusable store is refused before the dataset is built
+    prepare_trial(spec)
+    return run_trial(spec, record, progress=o.progress, allow_new_data=o.allow_new_data)
 
 
 # ------------------------------------------------------------------------ results

@@ -88,3 +88,17 @@ def test_every_analysis_option_has_a_cli_flag():
         missing = [f.name for f in fields(options) if not hasattr(args, f.name)]
         assert not missing, f"ganbench {command} lacks flags for {missing}"
         assert options.from_namespace(args) == options()  # the CLI's defaults are the API's
+
+
+def test_every_api_option_has_a_cli_flag_with_the_same_default():
+    from harness import api
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    for argv, options in ((["validate", "F"], api.StudyOptions), (["run", "F"], api.RunOptions),
+                          (["leaderboard", "DIR"], api.LeaderboardOptions),
+                          (["trial", "F", "--out", "O"], api.TrialOptions)):
+        args = parser.parse_args(argv)
+        missing = [f.name for f in fields(options) if not hasattr(args, f.name)]
+        assert not missing, f"ganbench {argv[0]} lacks flags for {missing}"
+        assert options.from_namespace(args) == options(), argv[0]

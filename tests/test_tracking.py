@@ -243,7 +243,7 @@ def test_changing_trackers_does_not_change_a_trial(tmp_path):
         run_trial(tiny_config(**{"optimization.iterations": 6, "eval.every": 0}), out)
 
 
-def test_the_api_page_runs_and_its_study_is_in_mlflow_and_wandb(tmp_path, monkeypatch):
+def test_the_api_page_runs_and_its_study_is_in_mlflow_and_wandb(tmp_path, monkeypatch, capsys):
     """docs/api.md's blocks, run in order in an empty folder (a 2 x 2 study on an embedded
     Ray, tracked in MLflow on SQLite and W&B offline); then every trial's series is read
     back from each tracker and compared with its metrics.jsonl."""
@@ -258,6 +258,11 @@ def test_the_api_page_runs_and_its_study_is_in_mlflow_and_wandb(tmp_path, monkey
     for i, block in enumerate(re.findall(r"```python\n(.*?)```", page, re.S)):
         exec(compile(block, f"docs/api.md block {i}", "exec"), namespace)
     root = tmp_path / "results" / "api-demo"
+    assert namespace["one"].status == "completed" and namespace["one"].iteration == 10
+    # the command and the function are one: the same table, byte for byte
+    capsys.readouterr()
+    assert main(["table", str(root), "--kind", "pairwise", "--test", "permutation"]) == 0
+    assert capsys.readouterr().out == namespace["pairwise"].render("md")
     trial_dirs = sorted((root / "trials").iterdir())
     assert [d.name for d in trial_dirs] == ["c000-s0", "c000-s1", "c001-s0", "c001-s1"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve()}/mlflow.db")

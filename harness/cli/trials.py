@@ -62,15 +62,14 @@ def _describe_study(args: argparse.Namespace) -> int:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from harness.cli.common import trial_record
-    from harness.trial import run_trial
+    from harness import api
+    from harness.storage import is_uri
 
     args.set = list(args.set or []) + tracking_sets(args)
-    spec = _prepared(args)
-    record = trial_record(args.out)
-    result = run_trial(spec, record, progress=not args.quiet, allow_new_data=args.allow_new_data)
+    result = api.trial(args.config, args.out, api.TrialOptions.from_namespace(args))
     report = result.last_report or {}
-    print(json.dumps({"status": result.status, "iteration": result.iteration, "out": record.where,
+    where = args.out if is_uri(args.out) else str(result.out_dir)
+    print(json.dumps({"status": result.status, "iteration": result.iteration, "out": where,
                       "metrics": report.get("metrics", {}), "best": report.get("best", {}),
                       "error": result.error}, indent=2))
     return 0 if result.status == "completed" else 3
@@ -137,7 +136,7 @@ def register(sub) -> None:
     p = sub.add_parser("trial", help="run one trial in-process; rerun on the same --out to resume")
     add_config(p)
     p.add_argument("--out", required=True, help="the trial's directory (or object storage: s3://BUCKET/PREFIX/TRIAL)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--allow-new-data", action="store_true",
                    help="resume although the dataset changed since the trial started (recorded in env.json)")
     add_tracking(p)
