@@ -177,7 +177,7 @@ def test_a_hanging_tracker_does_not_hold_up_the_trial(tmp_path, monkeypatch):
            read.rows_series(rows, "losses", "d_loss"))
 
 
-def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, monkeypatch):
+def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, monkeypatch, capsys):
     import importlib.util
 
     real = importlib.util.find_spec
@@ -189,6 +189,13 @@ def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path, monkeypa
     said = _tracking_warnings(caught)
     assert len(said) == 1 and "tracking.wandb: the wandb package is not installed (pip install wandb" in said[0]
     assert not (tmp_path / "trial" / "wandb").exists()
+    import yaml
+
+    config = tmp_path / "trial.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, wandb={"mode": "offline"})))
+    assert main(["validate", str(config)]) == 0  # valid: it only says what to install
+    assert "ganbench: note: tracking.wandb: the wandb package is not installed (pip install wandb" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tracking, path, expected", [

@@ -10,7 +10,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness import api
     from harness.study import Plan
 
+    from harness.tracking import missing_package
+    from harness.tracking.study import effective
+
     checked = api.validate(args.config, api.StudyOptions.from_namespace(args))
+    tracking = effective(checked) if isinstance(checked, Plan) else checked.tracking
+    for name, _ in tracking.enabled():
+        problem = missing_package(name)
+        if problem is not None:
+            print(f"ganbench: note: {problem}", file=sys.stderr)
     if isinstance(checked, Plan):
         print(f"{args.config}: {checked.describe()}")
         return 0

@@ -1,0 +1,66 @@
+"""What experiment tracking costs a training step: a 32 px DCGAN trial (batch 32, one
+thread) reporting every 5 iterations with a sample grid every 50, with no tracker, with
+TensorBoard (the default), and with TensorBoard + MLflow (SQLite) + W&B (offline).
+
+The three trials are advanced in turns so machine noise hits all alike; each arm's time
+is the sum of its turns (the trackers' threads run meanwhile, on the same cores, which is
+what a trial pays). Asserted: TensorBoard, on by default, costs at most 10 % of the steps.
+"""
+import os
+import time
+
+import torch
+
+from harness.spec import parse_trial
+from harness.trial import Trial
+from tests.conftest import tiny_config
+
+TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
+ITERATIONS_PER_TURN = 25
+
+
+def arms(tmp_path):
+    return {
+        "none": {"tensorboard": None},
+        "tensorboard": {},
+        "all three": {"mlflow": {"uri": f"sqlite:///{tmp_path}/mlflow.db"}, "wandb": {"mode": "offline"}},
+    }
+
+
+def config(tracking):
+    return tiny_config(**{
+        "dataset.resolution": 32, "dataset.kwargs": {"count": 512},
+        "architecture.kwargs": {"width": 64, "z_dim": 100},
+        "optimization.batch_size": 32, "optimization.iterations": 10 * TURNS * ITERATIONS_PER_TURN,
+        "eval.every": 0, "eval.metrics": [], "log_every": 5, "checkpoint_every": 100_000, "sample_every": 50,
+        "tracking": tracking,
+    })
+
+
+def test_tracking_overhead(benchmark, tmp_path):
+    torch.set_num_threads(1)
+    trials = {}
+    for name, tracking in arms(tmp_path).items():
+        trial = Trial(parse_trial(config(tracking)), tmp_path / name.replace(" ", "-"))
+        assert trial.start() is None
+        trial.advance(2)
+        trials[name] = trial
+    spent = {name: 0.0 for name in trials}
+
+    def turns():
+        for _ in range(TURNS):
+            for name, trial in trials.items():
+                t0 = time.perf_counter()
+                trial.advance(trial.iteration + ITERATIONS_PER_TURN)
+                spent[name] += time.perf_counter() - t0
+
+    benchmark.pedantic(turns, rounds=1, iterations=1)
+    for trial in trials.values():
+        trial.tracking.close()
+    iterations = TURNS * ITERATIONS_PER_TURN
+    ratios = {name: spent[name] / spent["none"] for name in trials}
+    benchmark.extra_info.update({"iterations": iterations, "seconds": spent, "time_vs_none": ratios})
+    print(f"\n32 px DCGAN (width 64), batch 32, 1 thread, {iterations} iterations per arm, a row every 5:")
+    for name in trials:
+        print(f"  {name:12} {iterations / spent[name]:5.2f} it/s  time x{ratios[name]:.3f} vs no tracker")
+    assert ratios["tensorboard"] <= 1.10
