@@ -110,6 +110,19 @@ def _overrides(value: Overrides) -> Dict[str, Any]:
     return overrides(list(value))
 
 
+def _trial_data(config: Any, sets: Overrides) -> Dict[str, Any]:
+    """A trial config (a YAML file or a mapping) as plain data, overrides applied."""
+    import copy
+
+    from harness.cli.common import read_mapping
+    from harness.spec import set_dotted
+
+    data = copy.deepcopy(dict(config)) if isinstance(config, dict) else read_mapping(str(config), None, "trial settings")
+    for key, value in _overrides(sets).items():
+        set_dotted(data, key, value)
+    return data
+
+
 # ------------------------------------------------------------------------ studies
 def plan(study: Union[str, os.PathLike, Dict[str, Any]], options: Optional[StudyOptions] = None, **fields: Any):
     """The study (a YAML file, or a mapping) validated and planned — every trial config
@@ -122,7 +135,9 @@ def plan(study: Union[str, os.PathLike, Dict[str, Any]], options: Optional[Study
     if o.max_trials is not None and o.max_trials < 1:
         raise ConfigError("--max-trials", o.max_trials, "an integer >= 1")
     if isinstance(study, dict):
-        data, base_dir = study, None
+        import copy
+
+        data, base_dir = copy.deepcopy(study), None
     else:
         from harness.cli.common import read_mapping
 
@@ -132,8 +147,7 @@ def plan(study: Union[str, os.PathLike, Dict[str, Any]], options: Optional[Study
 
 def validate(config: Union[str, os.PathLike], options: Optional[StudyOptions] = None, **fields: Any):
     """A study file planned (a Plan) or a trial config checked (its TrialSpec)."""
-    from harness.cli.common import read_mapping
-    from harness.spec import load_yaml, parse_trial, set_dotted
+    from harness.spec import load_yaml, parse_trial
     from harness.study import is_study
 
     o = _options(StudyOptions, options, fields)
@@ -141,10 +155,7 @@ def validate(config: Union[str, os.PathLike], options: Optional[StudyOptions] = 
         return plan(config, o)
     if o.preset is not None:
         raise ConfigError("--preset", o.preset, "a study file (this is a trial config; presets belong to studies)")
-    data = read_mapping(str(config), None, "trial settings")
-    for key, value in _overrides(o.set).items():
-        set_dotted(data, key, value)
-    return parse_trial(data)
+    return parse_trial(_trial_data(config, o.set))
 
 
 def _print(line: str) -> None:
@@ -169,16 +180,13 @@ def trial(config: Union[str, os.PathLike, Dict[str, Any]], out: Union[str, os.Pa
     """Run (or resume) one trial in this process into ``out`` (a folder or an object-storage
     URI), its dataset prepared first (``ganbench trial``). A :class:`harness.trial.TrialResult`:
     ``.status``, ``.iteration``, ``.last_report``, ``.error``."""
-    from harness.cli.common import read_mapping, trial_record
+    from harness.cli.common import trial_record
     from harness.prepare import prepare_trial
-    from harness.spec import parse_trial, set_dotted
+    from harness.spec import parse_trial
     from harness.trial import run_trial
 
     o = _options(TrialOptions, options, fields)
-    data = dict(config) if isinstance(config, dict) else read_mapping(str(config), None, "trial settings")
-    for key, value in _overrides(o.set).items():
-        set_dotted(data, key, value)
-    spec = parse_trial(data)
+    spec = parse_trial(_trial_data(config, o.set))
     record = trial_record(str(out))  # an unusable store is refused before the dataset is built
     prepare_trial(spec)
     return run_trial(spec, record, progress=o.progress, allow_new_data=o.allow_new_data)

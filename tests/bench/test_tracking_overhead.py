@@ -7,12 +7,12 @@ is the sum of its turns (the trackers' threads run meanwhile, on the same cores,
 what a trial pays). Asserted: TensorBoard, on by default, costs at most 10 % of the steps.
 """
 import os
-import time
 
 import torch
 
 from harness.spec import parse_trial
 from harness.trial import Trial
+from tests.bench.turns import advance_in_turns
 from tests.conftest import tiny_config
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
@@ -45,16 +45,7 @@ def test_tracking_overhead(benchmark, tmp_path):
         assert trial.start() is None
         trial.advance(2)
         trials[name] = trial
-    spent = {name: 0.0 for name in trials}
-
-    def turns():
-        for _ in range(TURNS):
-            for name, trial in trials.items():
-                t0 = time.perf_counter()
-                trial.advance(trial.iteration + ITERATIONS_PER_TURN)
-                spent[name] += time.perf_counter() - t0
-
-    benchmark.pedantic(turns, rounds=1, iterations=1)
+    spent = benchmark.pedantic(advance_in_turns, (trials, TURNS, ITERATIONS_PER_TURN), rounds=1, iterations=1)
     for trial in trials.values():
         trial.tracking.close()
     iterations = TURNS * ITERATIONS_PER_TURN

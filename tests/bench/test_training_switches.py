@@ -14,6 +14,7 @@ import torch
 
 from harness.spec import parse_trial
 from harness.trial import Trial
+from tests.bench.turns import advance_in_turns
 from tests.conftest import tiny_config
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
@@ -48,16 +49,7 @@ def test_channels_last_and_compile_vs_eager(benchmark, tmp_path, monkeypatch):
         trial.advance(2)  # first steps: allocations, and the compiled arms' own (re)compilation
         compile_s[name] = time.perf_counter() - t0
         trials[name] = trial
-    spent = {name: 0.0 for name in ARMS}
-
-    def turns():
-        for _ in range(TURNS):
-            for name, trial in trials.items():
-                t0 = time.perf_counter()
-                trial.advance(trial.iteration + ITERATIONS_PER_TURN)
-                spent[name] += time.perf_counter() - t0
-
-    benchmark.pedantic(turns, rounds=1, iterations=1)
+    spent = benchmark.pedantic(advance_in_turns, (trials, TURNS, ITERATIONS_PER_TURN), rounds=1, iterations=1)
     iterations = TURNS * ITERATIONS_PER_TURN
     ratios = {name: spent["eager"] / spent[name] for name in ARMS}
     effect = {name: trial.performance for name, trial in trials.items()}
