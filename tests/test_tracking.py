@@ -352,3 +352,25 @@ def test_a_trial_on_object_storage_resumes_its_trackers_on_another_node(s3_bucke
     store = Remote(uri)
     assert json.loads(store.get_bytes("tracking.json"))["wandb"]["run_id"] == runs[0]["id"]
     assert len([k for k in store.list("tensorboard")]) == 2
+
+
+def test_mlflow_file_store_when_mlflow_allows_it(tmp_path, monkeypatch):
+    """A folder as the tracking URI: MLflow 3 keeps its file store only behind
+    MLFLOW_ALLOW_FILE_STORE; with it the trial's run is there, without it one warning."""
+    from mlflow.tracking import MlflowClient
+
+    cfg = tiny_config(**{"optimization.iterations": 10, "eval.every": 0,
+                         "tracking": {"mlflow": {"uri": str(tmp_path / "mlruns"), "experiment": "files"}}})
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_trial(cfg, tmp_path / "refused").status == "completed"
+    said = _tracking_warnings(caught)
+    assert len(said) == 1 and "tracking.mlflow: start failed" in said[0] and "MLFLOW_ALLOW_FILE_STORE" in said[0]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out = tmp_path / "allowed"
+    assert run_trial(cfg, out).status == "completed"
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    run = client.get_run(json.loads(TrialRecord(out).tracking_path.read_text())["mlflow"]["run_id"])
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "losses/d_loss")]
+    assert steps == [r["iteration"] for r in TrialRecord(out).reports()] == [5, 10]

@@ -213,7 +213,7 @@ class Tracking:
         try:
             result = getattr(tracker, method)(*args)
         except Exception as err:  # noqa: BLE001 - a tracker never fails the trial
-            message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
+            message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:800]
             _warn(self.record, f"tracking.{tracker.name}: {method} failed ({message}); the trial goes on without "
                   f"{tracker.name}")
             return False

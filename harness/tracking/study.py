@@ -53,7 +53,7 @@ class StudyTracking:
                                    self.spec.close_timeout_s)
             if err is not None:
                 self.out(f"[{self.study}] WARNING: tracking.{name}: the study's run could not be opened "
-                         f"({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}); "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:800] if str(err) else ''}); "
                          "trials still try on their own")
             elif run_id:
                 self.parents[name] = run_id
