@@ -88,6 +88,7 @@ class _Feed:
         self.tracker, self.images = tracker, images
         self.queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue(QUEUE_SIZE)
         self.started = False   # its run is open
+        self.stopped = False   # it raised: nothing more is queued for it
         self.dropped = False
         self.thread = threading.Thread(target=work, args=(self,), name=f"ganbench-{tracker.name}-{trial}", daemon=True)
 
@@ -149,6 +150,8 @@ class Tracking:
         if self._done:
             return
         for feed in self.feeds:
+            if feed.stopped:
+                continue
             try:
                 feed.queue.put_nowait((kind, payload))
             except queue.Full:
@@ -177,6 +180,10 @@ class Tracking:
 
     # ----------------------------------------------------- the threads' side
     def _work(self, feed: _Feed) -> None:
+        self._feed(feed)
+        feed.stopped = True
+
+    def _feed(self, feed: _Feed) -> None:
         tracker = feed.tracker
         kept = self._call(tracker, "start")
         if kept is False:
