@@ -232,7 +232,6 @@ class StudyRunner:
 
     def run(self) -> "Any":
         from harness.summary import write_summary
-
         from harness.tracking.study import StudyTracking, effective
 
         self.check_nodes()
@@ -451,11 +450,14 @@ def _cluster_slots(res: st.ResourcesSpec) -> int:
 
 
 def _identity(as_run: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """What makes a study the same study: all of it but its trackers (a resume may change them)."""
+    """What makes a study the same study: its trials' identity (harness.spec.identity, of
+    the base and of the study's own trackers section)."""
+    from harness.spec import identity
+
     if as_run is None:
         return None
     base = as_run.get("base")
-    return {**as_run, "tracking": None, "base": {**base, "tracking": None} if isinstance(base, dict) else base}
+    return {**identity(as_run), "base": identity(base) if isinstance(base, dict) else base}
 
 
 def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -323,6 +323,15 @@ class TrialSpec:
         return parse_trial(data)
 
 
+# Sections that change how a trial is watched, not what it computes: a resume may change them.
+NOT_IDENTITY = ("tracking",)
+
+
+def identity(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A trial config (plain data) without the sections that do not make it another trial."""
+    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+
+
 def _check_variant(spec: "TrialSpec", reg: registry.Registry, name: str, kwargs: Dict[str, Any],
                    name_path: str, kwargs_path: str, prefix: str) -> None:
     entry = reg.get(name, name_path)

@@ -222,7 +222,7 @@ class TrialRecord(_Record):
     def check_config(self, spec: Any) -> None:
         """Refuse to write trial ``spec`` (a TrialSpec) into a folder holding another trial."""
         from harness.errors import ConfigError
-        from harness.spec import parse_trial
+        from harness.spec import identity, parse_trial
 
         on_disk = self.read_config()
         if on_disk is None:
@@ -233,7 +233,7 @@ class TrialRecord(_Record):
             on_disk = parse_trial(on_disk).to_dict()
         except ConfigError:
             pass
-        if {**on_disk, "tracking": None} != {**spec.to_dict(), "tracking": None}:  # trackers may change
+        if identity(on_disk) != identity(spec.to_dict()):
             raise ConfigError("out", str(self.root), "an empty directory or one holding this same trial (its "
                               "config.yaml differs; use another --out to keep both)")
 

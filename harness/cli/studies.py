@@ -5,11 +5,9 @@ import argparse
 import sys
 
 
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness import api
     from harness.study import Plan
-
     from harness.tracking import missing_package
     from harness.tracking.study import effective
 

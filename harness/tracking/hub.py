@@ -72,13 +72,14 @@ def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def missing_package(name: str) -> Optional[str]:
-    """One line naming what to install when tracker ``name``'s package is missing."""
+def missing_package(name: str, who: str = "trials run") -> Optional[str]:
+    """One line naming what to install when tracker ``name``'s package is missing (``who``
+    runs without it)."""
     entry = TRACKERS[name]
     if importlib.util.find_spec(entry.cls.package) is not None:
         return None
     return (f"tracking.{name}: the {entry.cls.package} package is not installed (pip install {entry.cls.install}, "
-            f"or pip install 'ganbench[tracking]'); trials run without it")
+            f"or pip install 'ganbench[tracking]'); {who} without it")
 
 
 class _Feed:
@@ -104,9 +105,9 @@ class Tracking:
         self._lock = threading.Lock()  # the state and its file, shared by the threads
         self.feeds: List[_Feed] = []
         for name, options in spec.enabled():
-            problem = missing_package(name)
+            problem = missing_package(name, "this trial runs")
             if problem is not None:
-                _warn(record, problem.replace("trials run", "this trial runs"))
+                _warn(record, problem)
                 continue
             tracker = TRACKERS[name].cls(options, info, self.state.get(name) or {})
             self.feeds.append(_Feed(tracker, bool(getattr(options, "images", True)), self._work, info.trial))
@@ -114,10 +115,6 @@ class Tracking:
         self._done = False
         for feed in self.feeds:
             feed.thread.start()
-
-    @property
-    def trackers(self) -> List[Tracker]:
-        return [f.tracker for f in self.feeds]
 
     # ------------------------------------------------------- the trial's side
     def on_report(self, row: Dict[str, Any], trial: Any = None) -> None:
@@ -210,6 +207,8 @@ class Tracking:
             if self._call(tracker, "log", step, values) is False or (texts and self._call(tracker, "text", step, texts)
                                                                      is False):
                 return
+            if tracker.rewrites_history:
+                continue  # it never skips a step: no last step to keep (no write per row)
             with self._lock:
                 self.state.setdefault(tracker.name, {})["last_step"] = step
                 self._save()
