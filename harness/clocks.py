@@ -5,8 +5,10 @@ that gets half a core trains half as many iterations in the same seconds. The
 ``compute`` clock counts what the trial itself was given, and only while it trains:
 
 - on a CPU device, the CPU time of the trial's process (``time.process_time``: every
-  thread, user + system) spent inside the training steps — a trial starved by other work
-  waits without being charged, so it reaches the same iterations, later;
+  thread, user + system — torch's intra-op pool included) spent inside the training
+  steps, less what the process's other Python threads spent meanwhile (the trackers'
+  feeds, TensorBoard's writer, Ray's helpers: work that is not training). A trial starved
+  by other work waits without being charged, so it reaches the same iterations, later;
 - on a CUDA device, the GPU time of the training steps measured with CUDA events
   (``elapsed_time`` between an event recorded before and one after each step). That is
   still elapsed GPU time: trials packed onto one GPU share it and slow each other down.
@@ -19,8 +21,9 @@ training step, and the wall clock's training seconds are wall time minus that ov
 """
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 CLOCKS = ("compute", "wall")
 # Devices whose training time the compute clock can measure.
@@ -33,14 +36,34 @@ class ComputeClock:
     def __init__(self, seconds: float = 0.0):
         self.seconds = float(seconds)
         self._t0: Optional[float] = None
+        self._others: Dict[int, float] = {}
 
     def begin(self) -> None:
+        self._others = _other_threads_cpu()
         self._t0 = time.process_time()
 
     def end(self) -> None:
         if self._t0 is not None:
-            self.seconds += time.process_time() - self._t0
+            spent = time.process_time() - self._t0
+            others = sum(max(0.0, cpu - self._others.get(ident, 0.0)) for ident, cpu in _other_threads_cpu().items())
+            self.seconds += max(0.0, spent - others)
             self._t0 = None
+
+
+def _other_threads_cpu() -> Dict[int, float]:
+    """CPU seconds so far of each Python thread but the calling one (by ident); empty
+    where the platform cannot tell a thread's CPU time (then nothing is subtracted)."""
+    clock_of = getattr(time, "pthread_getcpuclockid", None)
+    if clock_of is None:
+        return {}
+    me, out = threading.get_ident(), {}
+    for thread in threading.enumerate():
+        if thread.ident is not None and thread.ident != me:
+            try:
+                out[thread.ident] = time.clock_gettime(clock_of(thread.ident))
+            except (OSError, ValueError):  # it ended meanwhile
+                pass
+    return out
 
 
 class CudaEventClock(ComputeClock):

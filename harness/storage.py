@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import socket
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 LOCAL_SCHEMES = ("file",)
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
+READ_ATTEMPTS = 5
 
 
 def is_uri(results: Any) -> bool:
@@ -97,26 +99,52 @@ class Remote:
                     fh.write(chunk)
 
     def get_bytes(self, rel: str) -> Optional[bytes]:
-        """The object's bytes, or None when there is none."""
-        try:
-            with self._call("read", rel):
-                with self.fs.open_input_stream(self._key(rel)) as fh:
-                    return fh.read()
-        except FileNotFoundError:
-            return None
+        """The object's bytes (one version of it, whole), or None when there is none."""
+        return self._read_whole(rel, lambda fh: fh.read(), None)
 
     def download(self, rel: str, local: os.PathLike) -> bool:
         """Copy the object to ``local`` atomically; False when there is no such object."""
         from harness.files import atomic_target
 
+        def copy(fh, out) -> bool:
+            out.seek(0)
+            out.truncate()
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                out.write(chunk)
+            return True
+
         try:
-            with atomic_target(Path(local)) as tmp, open(tmp, "wb") as out, self._call("read", rel):
-                with self.fs.open_input_stream(self._key(rel)) as fh:
-                    for chunk in iter(lambda: fh.read(1 << 22), b""):
-                        out.write(chunk)
+            with atomic_target(Path(local)) as tmp, open(tmp, "wb") as out:
+                if not self._read_whole(rel, lambda fh: copy(fh, out), False):
+                    raise FileNotFoundError(rel)
         except FileNotFoundError:
             return False
         return True
+
+    def _read_whole(self, rel: str, read: Any, missing: Any) -> Any:
+        """``read(stream)`` of one version of the object; ``missing`` when there is none.
+
+        A pyarrow object-store stream learns the object's size from a HEAD when it opens
+        and then fetches byte ranges, so an overwrite in between hands back a prefix of the
+        new version. The version (ETag, else size and time) is asked for again after the
+        read; a changed one is read again, READ_ATTEMPTS times at most."""
+        key = self._key(rel)
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with self._call("read", rel), self.fs.open_input_stream(key) as fh:
+                    before, result = _version(fh), read(fh)
+            except FileNotFoundError:
+                return missing
+            try:
+                with self._call("read", rel), self.fs.open_input_stream(key) as fh:
+                    after = _version(fh)
+            except FileNotFoundError:
+                after = None if before is None else ()
+            if before is None or before == after:
+                return result
+            time.sleep(0.02 * (attempt + 1))
+        raise ConfigError("--results", join(self.uri, rel), f"an object that stays unchanged while it is read "
+                          f"(it was rewritten during each of {READ_ATTEMPTS} reads)")
 
     def info(self, rel: str) -> Optional[ObjectInfo]:
         import pyarrow.fs as pafs
@@ -328,6 +356,17 @@ def filesystem(uri: str) -> Tuple[Any, str]:
     except (OSError, ValueError, TypeError) as err:
         raise ConfigError("--results", uri, "a local folder or a URI pyarrow.fs resolves (s3://BUCKET/PREFIX, "
                           f"gs://BUCKET/PREFIX, hdfs://...): {str(err).splitlines()[0][:200]}") from None
+
+
+def _version(stream: Any) -> Any:
+    """What tells one version of an object from another in an open stream's metadata:
+    the ETag (S3, GCS), else size and modification time; None where there is neither."""
+    meta = dict(stream.metadata() or {})
+    tag = meta.get("ETag") or meta.get(b"ETag")
+    if tag:
+        return tag
+    sized = tuple(meta.get(k) for k in ("Content-Length", "Last-Modified"))
+    return sized if any(sized) else None
 
 
 def _seconds(mtime: Any) -> float:

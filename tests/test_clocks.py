@@ -31,6 +31,30 @@ def test_compute_clock_counts_cpu_inside_steps_only():
     assert 0.04 <= clock.seconds < 0.12
 
 
+def test_other_python_threads_are_not_charged():
+    """A tracker's feed or TensorBoard's writer burning CPU beside a step is not training."""
+    import threading
+
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            _burn(0.001)
+
+    clock = ComputeClock()
+    worker = threading.Thread(target=busy, daemon=True)
+    clock.begin()
+    worker.start()          # started inside the step: all of its CPU is the others'
+    end = time.thread_time() + 0.1
+    while time.thread_time() < end:   # this thread's own 0.1 s
+        pass
+    time.sleep(0.2)
+    clock.end()
+    stop.set()
+    worker.join()
+    assert 0.08 <= clock.seconds < 0.16, clock.seconds
+
+
 def test_state_budget_seconds_by_clock():
     state = TrainingState(clock=ComputeClock(3.0))
     state.wall_offset, state.overhead_s = 10.0, 4.0
@@ -91,7 +115,10 @@ def test_a_starved_trial_gets_the_same_compute_not_the_same_wall(tiny, tmp_path,
     # waiting 0.05 s a step, a trial can take at most 0.6 / 0.05 + 1 steps of 0.6 wall seconds
     waited_out = int(0.6 / 0.05) + 1
     if clock == "compute":
-        assert 0.6 < starved.iteration / free.iteration < 1.6, (free.iteration, starved.iteration)
+        # A step after a sleep costs more CPU than one after a step (cold caches, the
+        # intra-op pool waking up): on this 2-core machine the ratio runs 0.5-0.9, and
+        # charging the waiting would bring it near waited_out / free.iteration (~0.1).
+        assert 0.35 < starved.iteration / free.iteration < 1.6, (free.iteration, starved.iteration)
         assert starved.iteration > 2 * waited_out, starved.iteration   # the waiting was not charged
         assert starved.last_report["compute_s"] >= 0.6
         assert starved.last_report["train_s"] > 2 * starved.last_report["compute_s"]

@@ -88,6 +88,42 @@ def test_a_checkpoint_payload_reaches_the_store_before_its_manifest(s3_bucket, t
                      ("delete", "checkpoints/ckpt-00000001.json"), ("delete", "checkpoints/ckpt-00000001.pt")]
 
 
+class _Overwriting:
+    """A filesystem whose next ``writes`` opened input streams see the object rewritten
+    (a longer version each time) after their HEAD and before their first byte: what a
+    reader racing a writer meets on S3."""
+
+    def __init__(self, fs, remote, rel, writes):
+        self._fs, self._remote, self._rel, self.writes = fs, remote, rel, writes
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+    def open_input_stream(self, path):
+        stream = self._fs.open_input_stream(path)
+        if self.writes > 0:
+            self.writes -= 1
+            self._remote.put_bytes(self._rel, json.dumps({"status": "running", "pad": "x" * (100 - self.writes)}).encode())
+        return stream
+
+
+@pytest.mark.parametrize("writes", [1, 10])
+def test_a_read_racing_an_overwrite_gets_one_whole_version(s3_bucket, tmp_path, writes):
+    remote = Remote(f"s3://{s3_bucket}/race")
+    remote.put_bytes("status.json", b'{"status": "created"}')
+    racing = Remote(remote.uri, _Overwriting(remote.fs, remote, "status.json", writes), remote.base)
+    if writes > 1:  # rewritten during every read: refused, naming the object, never a prefix
+        with pytest.raises(ConfigError, match="rewritten during each of 5 reads") as err:
+            racing.get_bytes("status.json")
+        assert err.value.path == "--results" and "race/status.json" in str(err.value)
+        return
+    assert json.loads(racing.get_bytes("status.json"))["status"] == "running"
+    racing.writes = 1
+    assert racing.download("status.json", tmp_path / "copy.json")
+    assert json.loads((tmp_path / "copy.json").read_text())["status"] == "running"
+    assert racing.get_bytes("nothing.json") is None and not racing.download("nothing.json", tmp_path / "n")
+
+
 def test_a_live_lease_is_refused_and_a_stale_one_taken_over(s3_bucket, tmp_path):
     from harness import locks
 
