@@ -17,6 +17,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.registry import ARCHITECTURES, AUGMENTS, LOSSES, REGULARIZERS, TRANSFERS
+from harness.precision import Precision
 from harness.spec import TrialSpec
 from harness.steps import Models
 
@@ -114,5 +115,6 @@ def build_models(spec: TrialSpec, device: torch.device) -> BuiltTrial:
     regs = [REGULARIZERS.build(r.name, r.kwargs, f"regularizers[{i}].name", weight=r.weight, iterations=o.iteration_limit)
             for i, r in enumerate(spec.regularizers)]
     loss = LOSSES.build(spec.loss.name, spec.loss.kwargs, "loss.name")
-    models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers])
+    models = Models(G, D, G_ema, opt_g, opt_d, loss, augment, regs, [r.name for r in spec.regularizers],
+                    Precision(spec.performance.precision, device.type))
     return BuiltTrial(models, transfer)

@@ -19,6 +19,7 @@ import yaml
 from harness import registry
 from harness.clocks import CLOCKS, COMPUTE_DEVICES
 from harness.errors import ConfigError
+from harness.precision import PRECISION_DEVICES, PRECISIONS
 from harness.tracking.spec import TrackingSpec
 from harness.validation import INT_LIMIT, build_dataclass, to_plain
 
@@ -228,6 +229,18 @@ class PerformanceSpec:
     # the models first, so a platform without a working compiler, or a step it cannot
     # compile, falls back to eager with one warning naming the reason).
     compile: bool = False
+    # Precision of G's and D's forward passes in training: fp32, bf16 (CUDA; CPU: correct
+    # but slow) or fp16 (CUDA only; one gradient scaler per optimizer, a skipped step is
+    # not a divergence). Penalties, regularizers, optimizer and EMA steps stay fp32;
+    # evaluation is always fp32 without TF32 (harness/precision.py).
+    precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
+    # CUDA: TF32 matmuls and cuDNN convolutions in training (never in evaluation).
+    allow_tf32: bool = False
+    # CUDA: cuDNN times its algorithms and keeps the fastest (not bitwise reproducible).
+    cudnn_benchmark: bool = False
+    # Deterministic algorithms only (torch.use_deterministic_algorithms; an op without
+    # one raises).
+    deterministic: bool = False
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -274,6 +287,11 @@ class TrialSpec:
         if o.time_budget_s is not None and o.clock == "compute" and self.device.split(":")[0] not in COMPUTE_DEVICES:
             raise ConfigError(f"{p}optimization.clock", o.clock, f"wall on device {self.device} (the compute clock "
                               f"is measured on {' and '.join(COMPUTE_DEVICES)} devices only)")
+        kind, precision = self.device.split(":")[0], self.performance.precision
+        if kind not in PRECISION_DEVICES[precision]:
+            able = [name for name, kinds in PRECISION_DEVICES.items() if kind in kinds]
+            raise ConfigError(f"{p}performance.precision", precision, f"{' or '.join(able)} on device {self.device} "
+                              f"({precision} trains on {' and '.join(PRECISION_DEVICES[precision])} only)")
         # Every variant validates its kwargs, then may veto the whole spec (e.g. an
         # architecture that cannot build this resolution) through check_config.
         _check_variant(self, registry.ARCHITECTURES, self.architecture.name, self.architecture.kwargs,

@@ -7,6 +7,11 @@ trial's sampler, then processed in ``accumulation`` chunks whose losses are scal
 batch 32 x 1 and, for a model without batch coupling (no batch norm), produces the
 same gradients while holding only a quarter of the activations.
 
+Under mixed precision only G's and D's forward calls run in ``m.precision.autocast()``;
+their outputs are cast back to fp32, so augmentation, losses, penalties and regularizer
+terms compute in full precision (:mod:`harness.precision`), and the backward passes go
+through ``m.precision.backward`` (the fp16 gradient scaler).
+
 These functions know variants only through :mod:`harness.interfaces`.
 """
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import nn
 
 from harness.data import TrainingData
 from harness.interfaces import Augment, Discriminator, DStepContext, Generator, GStepContext, Loss, Regularizer
+from harness.precision import Precision
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Models:
     augment: Augment
     regularizers: List[Regularizer] = field(default_factory=list)
     regularizer_names: List[str] = field(default_factory=list)
+    precision: Precision = field(default_factory=Precision)
 
 
 class Sampler:
@@ -78,12 +85,15 @@ def discriminator_step(
         sl = slice(k * batch_size, (k + 1) * batch_size)
         real = data.batch(idx[sl], flips[sl])
         z_chunk = z[sl].to(device)
-        with torch.no_grad():
+        with torch.no_grad(), m.precision.autocast():
             fake = m.G(z_chunk)
+        fake = fake.float()
         real_aug, fake_aug = m.augment.real(real), m.augment.fake(fake)
         for reg in m.regularizers:
             real_aug, fake_aug = reg.perturb(real_aug, iteration), reg.perturb(fake_aug, iteration)
-        real_logits, fake_logits = m.D(real_aug), m.D(fake_aug)
+        with m.precision.autocast():
+            real_logits, fake_logits = m.D(real_aug), m.D(fake_aug)
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
         adversarial = m.loss.d_loss(real_logits, fake_logits)
         total = adversarial
         _add(stats, "d_loss", adversarial, scale)
@@ -97,7 +107,7 @@ def discriminator_step(
             if term is not None:
                 total = total + reg.weight * term
                 _add(stats, f"reg_{name}", term, scale)
-        (total * scale).backward()
+        m.precision.backward(total * scale, "d")
         _add(stats, "d_real", real_logits.mean(), scale)
         _add(stats, "d_fake", fake_logits.mean(), scale)
         _add(stats, "d_total", total, scale)
@@ -128,11 +138,15 @@ def generator_step(
         for k in range(accumulation):
             sl = slice(k * batch_size, (k + 1) * batch_size)
             z_chunk = z[sl].to(device)
-            fake = m.G(z_chunk)
+            with m.precision.autocast():
+                fake = m.G(z_chunk)
+            fake = fake.float()
             fake_aug = m.augment.fake(fake)
             for reg in m.regularizers:
                 fake_aug = reg.perturb(fake_aug, iteration)
-            fake_logits = m.D(fake_aug)
+            with m.precision.autocast():
+                fake_logits = m.D(fake_aug)
+            fake_logits = fake_logits.float()
             adversarial = m.loss.g_loss(fake_logits)
             total = adversarial
             _add(stats, "g_loss", adversarial, scale)
@@ -142,14 +156,14 @@ def generator_step(
                 if term is not None:
                     total = total + reg.g_weight * term
                     _add(stats, f"reg_{name}_g", term, scale)
-            (total * scale).backward()
+            m.precision.backward(total * scale, "g")
             _add(stats, "g_total", total, scale)
         # An architecture's own penalty (BigGAN's orthogonal regularisation) is taken
         # once per optimizer step, independent of accumulation.
         arch_term = m.G.regularization_loss()
         if arch_term is not None:
             if arch_term.requires_grad:  # not while a transfer method freezes G's weights
-                arch_term.backward()
+                m.precision.backward(arch_term, "g")
             _add(stats, "g_arch_reg", arch_term, 1.0)
             stats["g_total"] = stats["g_total"] + arch_term.detach()
     finally:

@@ -39,6 +39,7 @@ from harness.build import build_models, count_parameters, model_info, resolve_de
 from harness.data import TrainingData, load_image_set
 from harness.errors import ConfigError
 from harness.metrics import check_sizes as check_metric_sizes, prepare as prepare_metrics
+from harness.precision import apply_backend_switches
 from harness.reporting import GRID_SIZE, Reporter, ReportCallback, environment, host_load, postfix, progress_bar
 from harness.spec import TrialSpec, parse_trial
 from harness.steps import Models, Sampler, all_finite, discriminator_step, generator_step, update_ema
@@ -107,11 +108,12 @@ class Trial:
         self.device = resolve_device(spec)
         self.state.clock = compute_clock(self.device, self.state.clock.seconds if self.state.clock else 0.0)
         torch.set_num_threads(spec.threads)
+        switches = apply_backend_switches(spec.performance, self.device)
         seed_everything(spec.seed)
         self.data = TrainingData(load_image_set(spec.dataset), self.device, hflip=spec.dataset.hflip)
         built = build_models(spec, self.device)
         self.models, self.transfer = built.models, built.transfer
-        self.performance = performance.apply(spec.performance, self.models, self._probe_step)
+        self.performance = {**switches, **performance.apply(spec.performance, self.models, self._probe_step)}
         # a metric whose options need more real images than the dataset has fails now, not at the first evaluation
         check_metric_sizes(spec.eval.metrics, spec.eval.n_samples, int(self.data.rgb.shape[0]),
                            spec.eval.metric_options, real_path=f"dataset {spec.dataset.name}")
@@ -145,6 +147,7 @@ class Trial:
             "augment": m.augment.state_dict(),
             "regularizers": [r.state_dict() for r in m.regularizers],
             "transfer": self.transfer.state_dict(),
+            "precision": m.precision.state_dict(),
             "config": self.spec.to_dict(),
         }
 
@@ -159,6 +162,7 @@ class Trial:
         for reg, reg_state in zip(m.regularizers, state["regularizers"]):
             reg.load_state_dict(reg_state)
         self.transfer.load_state_dict(state["transfer"])
+        m.precision.load_state_dict(state.get("precision") or {})
         self.state.load_checkpoint(state, self.sampler.generator)
 
     def save_checkpoint(self) -> None:
@@ -174,7 +178,8 @@ class Trial:
     # ---------------------------------------------------------------- report
     def evaluate(self) -> Dict[str, Any]:
         """The trial's metrics on its EMA generator now (values, protocols, directions)."""
-        return self.reporter.evaluate(self.data.rgb, self.data.rgb_fingerprint)
+        with self.models.precision.evaluation():  # fp32 without TF32, whatever training uses
+            return self.reporter.evaluate(self.data.rgb, self.data.rgb_fingerprint)
 
     def report(self, evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         o, st = self.spec.optimization, self.state
@@ -195,6 +200,8 @@ class Trial:
             "performance": self.performance,
             "augment": self.models.augment.stats(),
         }
+        if self.models.precision.scaled:
+            row["amp"] = self.models.precision.stats()  # fp16: each scaler's scale and skipped steps
         reg_stats = {k: v for r in self.models.regularizers for k, v in r.stats().items()}
         if reg_stats:
             row["regularizers"] = reg_stats
@@ -355,27 +362,32 @@ class Trial:
             for module in (m.G, m.D, m.G_ema):
                 module.set_progress(it)
             step_stats: Dict[str, torch.Tensor] = {}
+            taken = True  # every optimizer step of this iteration was taken (fp16 skips some)
             for _ in range(o.d_steps):
                 d_stats = discriminator_step(m, self.data, self.sampler, o.batch_size, o.accumulation.d, it,
                                              self.device)
                 bad = all_finite(d_stats)
-                if bad is not None:
-                    return self._diverged(bad)
-                m.opt_d.step()
+                if bad is not None and not m.precision.scaled:
+                    return self._diverged(f"non-finite {bad} at iteration {it + 1}")
+                taken &= m.precision.step("d", m.opt_d, finite=bad is None)
                 self.state.samples_seen += o.batch_size * o.accumulation.d
                 for k, v in d_stats.items():
                     step_stats[k] = step_stats.get(k, 0) + v / o.d_steps
             g_stats = generator_step(m, self.sampler, o.batch_size, o.accumulation.g, it, self.device)
             bad = all_finite(g_stats)
-            if bad is not None:
-                return self._diverged(bad)
-            m.opt_g.step()
+            if bad is not None and not m.precision.scaled:
+                return self._diverged(f"non-finite {bad} at iteration {it + 1}")
+            taken &= m.precision.step("g", m.opt_g, finite=bad is None)
             step_stats.update(g_stats)
             update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
             if clock is not None:
                 clock.end()
             self.state.iteration = it + 1
-            self.state.add_losses(step_stats)
+            if taken:  # a skipped fp16 step's losses are overflowed numbers, not the trial's
+                self.state.add_losses(step_stats)
+            failure = m.precision.failure()
+            if failure is not None:
+                return self._diverged(f"{failure} at iteration {it + 1}")
             self._after_step(bar)
         if self.iteration < limit and not self._stop:
             return None  # paused at ``until``; more to train
@@ -433,8 +445,7 @@ class Trial:
         if bar is not None:
             bar.update(1)
 
-    def _diverged(self, term: str) -> Dict[str, Any]:
-        error = f"non-finite {term} at iteration {self.iteration + 1}"
+    def _diverged(self, error: str) -> Dict[str, Any]:
         self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
         self._end_tracking("diverged")
         return {"status": "diverged", "error": error}
