@@ -220,7 +220,7 @@ class EvalSpec:
 
 @dataclass
 class PerformanceSpec:
-    # How the trial computes, not what: both switches change numbers only by float
+    # How the trial computes, not what: the switches change numbers only by float
     # rounding (a trial stays reproducible with the same switches) and are recorded in
     # every report row. channels_last: G and D weights and activations in NHWC layout
     # (faster convolutions on CPU; see tests/bench/test_training_switches.py).

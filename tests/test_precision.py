@@ -48,7 +48,7 @@ def test_bf16_on_cpu_trains_close_to_fp32_and_keeps_the_weights_fp32(tmp_path):
     with torch.no_grad():
         a, b = fp32.models.G_ema(z), bf16.models.G_ema(z)
     diff = (a - b).abs().max().item()
-    assert 0 < diff < 0.05, diff        # bf16 ran (not bitwise fp32), and stayed close
+    assert 0 < diff < 2e-3, diff        # bf16 ran (not bitwise fp32), and stayed close (~5e-5 here)
     assert all(p.dtype == torch.float32 for m in (bf16.models.G, bf16.models.D, bf16.models.G_ema)
                for p in m.parameters())
     rows = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
