@@ -177,6 +177,7 @@ def apply_backend_switches(perf: Any, device: Any) -> Dict[str, Any]:
     if perf.deterministic and device.type == "cuda":
         # cuBLAS is deterministic only with a fixed workspace (read when its handle is made)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(perf.deterministic))
+    if torch.are_deterministic_algorithms_enabled() != bool(perf.deterministic):  # (the call imports inductor)
+        torch.use_deterministic_algorithms(bool(perf.deterministic))
     return {"precision": perf.precision, "allow_tf32": bool(perf.allow_tf32),
             "cudnn_benchmark": bool(perf.cudnn_benchmark), "deterministic": bool(perf.deterministic)}
