@@ -121,3 +121,27 @@ def check_nodes(record: Any, entries: Callable[[], List[Dict[str, Any]]], timeou
         raise ConfigError("--results", record.where, "results and inputs every Ray node can read and write; "
                           + "; ".join(failures[:8]) + (f"; and {len(failures) - 8} more" if len(failures) > 8 else ""))
     return len(nodes)
+
+
+def check_placeable(resources: Any) -> None:
+    """Refuse (ConfigError, before anything is scheduled) a trial no alive node of the Ray
+    cluster can hold: a trial runs on one node, so it needs one node with its CPUs and
+    GPUs. (A cluster that adds nodes on demand is judged by the nodes it has now: start
+    one node of the kind a trial needs first.)"""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    have = [(float(r.get("CPU", 0)), float(r.get("GPU", 0))) for r in nodes]
+    if any(c >= resources.cpus and g >= resources.gpus for c, g in have):
+        return
+    gpus = sorted({g for _, g in have}, reverse=True)
+    where = f"{len(have)} alive node(s); the most of one node: {max((c for c, _ in have), default=0):g} CPU(s), " \
+            f"{gpus[0] if gpus else 0:g} GPU(s)"
+    if resources.gpus and not any(g >= resources.gpus for _, g in have):
+        if not gpus or gpus[0] == 0:
+            raise ConfigError("resources.gpus", resources.gpus, f"0: this Ray cluster has no GPU ({where}); run on a "
+                              "machine with one, or pass --address of a cluster that has GPUs")
+        raise ConfigError("resources.gpus", resources.gpus, f"at most {gpus[0]:g}, the GPUs of this cluster's largest "
+                          f"node (a trial runs on one node; {where})")
+    raise ConfigError("resources.cpus", resources.cpus, f"a number of CPUs one node with {resources.gpus:g} GPU(s) "
+                      f"has ({where})")

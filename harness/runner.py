@@ -167,7 +167,9 @@ class StudyRunner:
         self.metric = self.plan.metric
 
     # -- results directory -------------------------------------------------------------
-    def prepare(self) -> None:
+    def check(self) -> Optional[Dict[str, Any]]:
+        """Refuse a results location this study cannot use (unreachable, another study's,
+        results without --resume) before anything is written; the study.yaml found there."""
         if self.record.remote is not None:
             self.record.remote.check()  # unreachable, unwritable, no bucket: refused before anything
             self.record.pull(samples=False)
@@ -184,7 +186,11 @@ class StudyRunner:
         elif self.resume and not self.record.is_empty():
             raise ConfigError("--resume", True, f"a results directory holding this study's {StudyRecord.STUDY_FILE} "
                               f"({self.record.where}/{StudyRecord.STUDY_FILE} is missing)")
-        self.record.write_study(as_run)
+        return on_disk
+
+    def prepare(self) -> None:
+        on_disk = self.check()
+        self.record.write_study(self.study.to_dict())
         self.record.write_plan([p.summary() for p in self.plans])
         from harness.prepare import prepare_study
 
@@ -475,6 +481,10 @@ def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "result
     """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame."""
     _tune()  # an untested Ray/Optuna is refused before anything is written or prepared
     runner = StudyRunner(plan, results, resume=resume, out=out, allow_new_data=allow_new_data)
-    runner.prepare()  # refuse a clashing results directory before Ray starts
+    runner.check()  # refuse a clashing results directory before Ray starts
     with ray_session(address):
+        from harness.cluster import check_placeable
+
+        check_placeable(runner.study.resources)  # a trial no node can hold: refused before anything is written
+        runner.prepare()
         return runner.run()

@@ -175,3 +175,27 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(ray_local
     page = write_report(tmp_path / "faults", png=False, notice=lambda line: None).read_text()
     failures = page[page.index('id="failures"'):]
     assert "missing-data" in failures and "nope.h5" in failures and "non-finite" in failures
+
+
+@pytest.mark.parametrize("resources, base_changes, message", [
+    ({"cpus": 1, "gpus": 1}, {"device": "cuda"},
+     r"resources.gpus: got 1.0; expected 0: this Ray cluster has no GPU \(1 alive node\(s\); the most of one node: "
+     r"\d+ CPU\(s\), 0 GPU\(s\)\); run on a machine with one, or pass --address of a cluster that has GPUs"),
+    ({"cpus": 64}, {}, r"resources.cpus: got 64.0; expected a number of CPUs one node with 0 GPU\(s\) has "
+                       r"\(1 alive node\(s\); the most of one node: \d+ CPU\(s\), 0 GPU\(s\)\)"),
+])
+def test_a_trial_no_node_can_hold_is_refused_before_scheduling(ray_local, tmp_path, capsys, monkeypatch,
+                                                               resources, base_changes, message):
+    import re
+
+    from harness.cli import main
+
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "toobig", "base": base(**base_changes), "seeds": [0],
+                                     "resources": resources}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(study)]) == 0        # a GPU study still validates on a machine without one
+    assert main(["run", str(study), "--results", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
+    assert not (tmp_path / "res").exists()   # nothing was written (a corrected study then runs there)
