@@ -18,7 +18,7 @@ Only the model calls run under autocast: augmentation, the losses (on logits cas
 fp32), gradient penalties and every regularizer term (R1 and GP differentiate D again, in
 fp32), the optimizer steps and the EMA update (on the fp32 weights: autocast never changes
 a parameter's dtype) run in full precision. Evaluation never runs under autocast and never
-uses TF32 (:meth:`Precision.evaluation`), whatever the training switches are.
+uses TF32 (:func:`full_precision`, around every evaluation), whatever the training switches are.
 
 ``allow_tf32`` lets CUDA matmuls and cuDNN convolutions use TF32 in training (off by
 default: torch would otherwise use it for convolutions); ``cudnn_benchmark`` lets cuDNN
@@ -125,45 +125,48 @@ class Precision:
         self.skipped_in_row.update(state.get("skipped_in_row") or {})
         self.skipped.update(state.get("skipped") or {})
 
-    @contextmanager
-    def evaluation(self) -> Iterator[None]:
-        """Full fp32 for evaluation: no autocast (none is active outside the steps) and
-        no TF32, restored to the training switches afterwards."""
-        saved = tf32_enabled()
-        set_tf32(False)
-        try:
-            yield
-        finally:
-            set_tf32(saved)
-
-
-def _new_tf32_api() -> bool:
+@contextmanager
+def full_precision(device: Any) -> Iterator[None]:
+    """True float32 for evaluation on CUDA: TF32 matmuls and convolutions off, and no
+    autocast; the caller's switches restored afterwards (training may use them; metrics
+    must not, or the same generator scores differently on an A100 than on a V100). On
+    other devices nothing changes (no autocast is active outside the training steps)."""
     import torch
 
-    return hasattr(torch.backends.cuda.matmul, "fp32_precision")
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in _tf32_switches()]
+    set_tf32(False)
+    try:
+        with torch.autocast(device_type="cuda", enabled=False):
+            yield
+    finally:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
+
+
+def _tf32_switches():
+    """(owner, attribute) of each TF32 switch: torch's per-backend ``fp32_precision``
+    where it exists (torch >= 2.9; mixing it with the legacy flags is an error in torch),
+    else the legacy ``allow_tf32`` flags."""
+    import torch
+
+    b = torch.backends
+    if hasattr(b.cuda.matmul, "fp32_precision"):
+        return [(b.cuda.matmul, "fp32_precision"), (b.cudnn.conv, "fp32_precision"), (b.cudnn.rnn, "fp32_precision")]
+    return [(b.cuda.matmul, "allow_tf32"), (b.cudnn, "allow_tf32")]
 
 
 def tf32_enabled() -> bool:
-    import torch
-
-    if _new_tf32_api():
-        return torch.backends.cudnn.conv.fp32_precision == "tf32"
-    return bool(torch.backends.cudnn.allow_tf32)
+    """Whether any TF32 switch is on."""
+    return any(getattr(owner, attr) in ("tf32", True) for owner, attr in _tf32_switches())
 
 
 def set_tf32(on: bool) -> None:
-    """TF32 for CUDA matmuls and cuDNN convolutions, on or off (torch's newer per-backend
-    API where it exists: mixing it with the legacy flags is an error in torch)."""
-    import torch
-
-    if _new_tf32_api():
-        mode = "tf32" if on else "ieee"
-        torch.backends.cuda.matmul.fp32_precision = mode
-        torch.backends.cudnn.conv.fp32_precision = mode
-        torch.backends.cudnn.rnn.fp32_precision = mode
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = on
-        torch.backends.cudnn.allow_tf32 = on
+    """Every TF32 switch (CUDA matmuls, cuDNN convolutions and RNNs) on or off."""
+    for owner, attr in _tf32_switches():
+        setattr(owner, attr, ("tf32" if on else "ieee") if attr == "fp32_precision" else on)
 
 
 def apply_backend_switches(perf: Any, device: Any) -> Dict[str, Any]:

@@ -178,8 +178,7 @@ class Trial:
     # ---------------------------------------------------------------- report
     def evaluate(self) -> Dict[str, Any]:
         """The trial's metrics on its EMA generator now (values, protocols, directions)."""
-        with self.models.precision.evaluation():  # fp32 without TF32, whatever training uses
-            return self.reporter.evaluate(self.data.rgb, self.data.rgb_fingerprint)
+        return self.reporter.evaluate(self.data.rgb, self.data.rgb_fingerprint)
 
     def report(self, evaluation: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         o, st = self.spec.optimization, self.state

@@ -12,7 +12,8 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
-from harness.metrics import evaluate, full_precision
+from harness.metrics import evaluate
+from harness.precision import full_precision
 from harness.metrics import extractors as ex
 from harness.metrics import feature_metrics as fm
 from harness.metrics import onnx_backend as ob
@@ -276,7 +277,8 @@ def _run(tmp_path, name, **overrides):
 
 def test_channels_last_is_applied_recorded_and_changes_only_rounding(tmp_path):
     trial, rows = _run(tmp_path, "cl")
-    assert all(r["performance"] == {"channels_last": True, "compile": False} for r in rows)
+    assert all(r["performance"] == {"channels_last": True, "compile": False, "precision": "fp32", "allow_tf32": False,
+                                    "cudnn_benchmark": False, "deterministic": False} for r in rows)
     convs = [m for m in trial.models.D.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     _, eager_rows = _run(tmp_path, "nchw", **{"performance.channels_last": False})

@@ -15,7 +15,7 @@ from harness.spec import parse_trial
 from harness.store import TrialRecord
 from harness.trial import Trial, run_trial
 from tests.conftest import tiny_config
-from tests.test_trial import test_variants  # noqa: F401  (the NaN loss, a fixture)
+from tests.test_trial import _NanLoss, _NanParams
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +25,16 @@ def _restore_backend_switches():
     set_tf32(saved[0])
     torch.backends.cudnn.benchmark = saved[1]
     torch.use_deterministic_algorithms(saved[2])
+
+
+@pytest.fixture
+def nan_loss():
+    """Hinge loss that turns NaN after ``after`` D steps, as ``loss.name: test_nan``."""
+    from harness.registry import LOSSES
+
+    LOSSES.register("test_nan", params=_NanParams)(_NanLoss)
+    yield
+    LOSSES.unregister("test_nan")
 
 
 @pytest.fixture
@@ -139,8 +149,7 @@ def test_fp16_gives_up_after_too_many_skips_or_too_small_a_scale():
     assert Precision("bf16", "cpu").failure() is None and Precision("bf16", "cpu").stats() == {}
 
 
-def test_an_fp16_trial_skips_overflowed_steps_and_diverges_only_after_a_run_of_them(tmp_path, fp16_on_cpu,
-                                                                                   test_variants):  # noqa: F811
+def test_an_fp16_trial_skips_overflowed_steps_and_diverges_only_after_a_run_of_them(tmp_path, fp16_on_cpu, nan_loss):
     nan_after = {"loss.name": "test_nan", "loss.kwargs": {"after": 3}, "optimization.iterations": 100,
                  "eval.every": 0, "sample_every": 0, "log_every": 1}
     fp32 = run_trial(tiny_config(**nan_after), tmp_path / "fp32")
@@ -193,30 +202,24 @@ def test_impossible_precisions_are_refused(change, message):
     parse_trial(tiny_config(**{"performance.precision": "fp16", "device": "cuda"}))  # a GPU preset validates here
 
 
-def test_switches_are_recorded_and_evaluation_never_uses_tf32(tmp_path, monkeypatch):
-    during = {"train": set(), "eval": set()}
+def test_switches_are_set_for_training_and_recorded_in_every_row(tmp_path, monkeypatch):
+    """(Evaluation turns TF32 off on CUDA whatever training uses: harness.precision.full_precision,
+    tests/test_eval_backend.py.)"""
+    during = set()
     real_step = trial_module.discriminator_step
 
     def step(*args, **kwargs):
-        during["train"].add(tf32_enabled())
+        during.add((tf32_enabled(), torch.are_deterministic_algorithms_enabled()))
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(trial_module, "discriminator_step", step)
-    real_evaluate = trial_module.Reporter.evaluate
-
-    def evaluate(self, *args, **kwargs):
-        during["eval"].add(tf32_enabled())
-        return real_evaluate(self, *args, **kwargs)
-
-    monkeypatch.setattr(trial_module.Reporter, "evaluate", evaluate)
     _, result = _trained(tmp_path, "t", **{"performance.allow_tf32": True, "performance.deterministic": True,
                                          "eval.every": 3})
-    assert result.status == "completed"
-    assert during == {"train": {True}, "eval": {False}}
+    assert result.status == "completed" and during == {(True, True)}
     rows = TrialRecord(tmp_path / "t").reports()
-    assert all(r["performance"]["allow_tf32"] is True and r["performance"]["deterministic"] is True
-               and r["performance"]["cudnn_benchmark"] is False and r["performance"]["precision"] == "fp32"
-               for r in rows)
-    assert torch.are_deterministic_algorithms_enabled()
+    assert rows and all(r["performance"]["allow_tf32"] is True and r["performance"]["deterministic"] is True
+                        and r["performance"]["cudnn_benchmark"] is False and r["performance"]["precision"] == "fp32"
+                        for r in rows)
+    during.clear()
     _trained(tmp_path, "u")
-    assert not torch.are_deterministic_algorithms_enabled() and not tf32_enabled()  # each trial sets its own
+    assert during == {(False, False)}  # each trial sets its own

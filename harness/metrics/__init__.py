@@ -1,13 +1,13 @@
 """Quality metrics, registered in ``harness.registry.METRICS``; see each module."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from harness.errors import ConfigError
 from harness.interfaces import EvalContext
+from harness.precision import full_precision
 from harness.registry import METRICS
 
 
@@ -18,35 +18,6 @@ def prepare(names: List[str], device: torch.device) -> None:
         hook = getattr(METRICS.get(name, "eval.metrics").obj, "prepare", None)
         if hook is not None:
             hook(device)
-
-
-_TF32_SWITCHES = (("cuda", "matmul"), ("cudnn", "conv"))
-
-
-@contextmanager
-def full_precision(device: torch.device) -> Iterator[None]:
-    """Evaluate in true float32 on CUDA: TF32 matmuls/convolutions and autocast off, the
-    caller's settings restored afterwards (training may use them; metrics must not, or
-    the same generator scores differently on an A100 than on a V100)."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    saved = []
-    for backend, kind in _TF32_SWITCHES:
-        node = getattr(getattr(torch.backends, backend), kind)
-        if hasattr(node, "fp32_precision"):  # torch >= 2.9
-            saved.append((node, "fp32_precision", node.fp32_precision))
-            node.fp32_precision = "ieee"
-        else:
-            flag_owner = torch.backends.cuda.matmul if backend == "cuda" else torch.backends.cudnn
-            saved.append((flag_owner, "allow_tf32", flag_owner.allow_tf32))
-            flag_owner.allow_tf32 = False
-    try:
-        with torch.autocast(device_type="cuda", enabled=False):
-            yield
-    finally:
-        for owner, attr, value in reversed(saved):
-            setattr(owner, attr, value)
 
 
 def build(name: str, options: Optional[Dict[str, Any]] = None, path: str = "eval.metric_options") -> Any:
