@@ -147,26 +147,24 @@ def full_precision(device: Any) -> Iterator[None]:
 
 
 def _tf32_switches():
-    """(owner, attribute) of each TF32 switch: torch's per-backend ``fp32_precision``
-    where it exists (torch >= 2.9; mixing it with the legacy flags is an error in torch),
-    else the legacy ``allow_tf32`` flags."""
+    """(owner, attribute) of each TF32 switch: the ``allow_tf32`` flags of CUDA matmuls and
+    cuDNN. (torch >= 2.9 also has per-backend ``fp32_precision`` settings, but setting
+    those makes torch's own readers of the flags — torch.export among them — raise on a
+    "mix of the legacy and new APIs"; the flags work on every supported torch.)"""
     import torch
 
-    b = torch.backends
-    if hasattr(b.cuda.matmul, "fp32_precision"):
-        return [(b.cuda.matmul, "fp32_precision"), (b.cudnn.conv, "fp32_precision"), (b.cudnn.rnn, "fp32_precision")]
-    return [(b.cuda.matmul, "allow_tf32"), (b.cudnn, "allow_tf32")]
+    return [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")]
 
 
 def tf32_enabled() -> bool:
     """Whether any TF32 switch is on."""
-    return any(getattr(owner, attr) in ("tf32", True) for owner, attr in _tf32_switches())
+    return any(bool(getattr(owner, attr)) for owner, attr in _tf32_switches())
 
 
 def set_tf32(on: bool) -> None:
-    """Every TF32 switch (CUDA matmuls, cuDNN convolutions and RNNs) on or off."""
+    """Every TF32 switch (CUDA matmuls, cuDNN) on or off."""
     for owner, attr in _tf32_switches():
-        setattr(owner, attr, ("tf32" if on else "ieee") if attr == "fp32_precision" else on)
+        setattr(owner, attr, bool(on))
 
 
 def apply_backend_switches(perf: Any, device: Any) -> Dict[str, Any]:

@@ -247,18 +247,19 @@ def test_cli_metric_threads_and_backend(tmp_path, capsys):
 
 
 def test_full_precision_turns_tf32_off_and_restores_it():
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    saved = (matmul.fp32_precision, conv.fp32_precision)
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
     try:
-        matmul.fp32_precision, conv.fp32_precision = "tf32", "tf32"
+        matmul.allow_tf32, cudnn.allow_tf32 = True, True
         with full_precision(torch.device("cuda")):  # flags only: no GPU needed
-            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+            assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
             assert not torch.is_autocast_enabled("cuda")
-        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
         with full_precision(torch.device("cpu")):
-            assert matmul.fp32_precision == "tf32"  # CPU evaluation leaves CUDA settings alone
+            assert matmul.allow_tf32  # CPU evaluation leaves CUDA settings alone
+        torch.export.export(torch.nn.Conv2d(3, 4, 3), (torch.randn(1, 3, 8, 8),))  # torch's own readers still work
     finally:
-        matmul.fp32_precision, conv.fp32_precision = saved
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 # --------------------------------------------------------------- the training switches
