@@ -15,8 +15,7 @@ import torch
 
 from harness.spec import parse_trial
 from harness.trial import Trial
-from tests.bench.turns import advance_in_turns
-from tests.conftest import tiny_config
+from tests.bench.turns import advance_in_turns, dcgan32
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
 ITERATIONS_PER_TURN = 10
@@ -24,13 +23,7 @@ ARMS = ("fp32", "bf16")
 
 
 def config(precision):
-    return tiny_config(**{
-        "dataset.resolution": 32, "dataset.kwargs": {"count": 512},
-        "architecture.kwargs": {"width": 64, "z_dim": 100},
-        "optimization.batch_size": 32, "optimization.iterations": 10 * TURNS * ITERATIONS_PER_TURN,
-        "eval.every": 0, "eval.metrics": [], "log_every": 1000, "checkpoint_every": 100_000, "sample_every": 0,
-        "performance.precision": precision,
-    })
+    return dcgan32(10 * TURNS * ITERATIONS_PER_TURN, **{"performance.precision": precision})
 
 
 def test_bf16_vs_fp32_on_the_cpu(benchmark, tmp_path):

@@ -14,8 +14,7 @@ import torch
 
 from harness.spec import parse_trial
 from harness.trial import Trial
-from tests.bench.turns import advance_in_turns
-from tests.conftest import tiny_config
+from tests.bench.turns import advance_in_turns, dcgan32
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
 ITERATIONS_PER_TURN = 25
@@ -28,13 +27,7 @@ ARMS = {
 
 
 def config(perf):
-    return tiny_config(**{
-        "dataset.resolution": 32, "dataset.kwargs": {"count": 512},
-        "architecture.kwargs": {"width": 64, "z_dim": 100},
-        "optimization.batch_size": 32, "optimization.iterations": 10 * TURNS * ITERATIONS_PER_TURN,
-        "eval.every": 0, "eval.metrics": [], "log_every": 1000, "checkpoint_every": 100_000, "sample_every": 0,
-        "performance": perf,
-    })
+    return dcgan32(10 * TURNS * ITERATIONS_PER_TURN, performance=perf)
 
 
 def test_channels_last_and_compile_vs_eager(benchmark, tmp_path, monkeypatch):

@@ -13,3 +13,17 @@ def advance_in_turns(trials, turns: int, per_turn: int):
             trial.advance(trial.iteration + per_turn)
             spent[name] += time.perf_counter() - t0
     return spent
+
+
+def dcgan32(iterations: int, **overrides):
+    """The benchmarks' training config: a 32 px DCGAN (width 64, G 1.07 M), batch 32, that
+    only trains (no evaluation, no checkpoint before ``iterations``), with ``overrides``."""
+    from tests.conftest import tiny_config
+
+    return tiny_config(**{
+        "dataset.resolution": 32, "dataset.kwargs": {"count": 512},
+        "architecture.kwargs": {"width": 64, "z_dim": 100},
+        "optimization.batch_size": 32, "optimization.iterations": iterations,
+        "eval.every": 0, "eval.metrics": [], "log_every": 1000, "checkpoint_every": 100_000, "sample_every": 0,
+        **overrides,
+    })
