@@ -5,8 +5,9 @@ the backend switches that trade reproducibility or accuracy for speed.
 
 - ``fp32`` (the default everywhere): no autocast.
 - ``bf16``: G's and D's forward passes under ``torch.autocast`` with bfloat16 (CUDA, and
-  CPU, where it is correct but slow on most processors). bfloat16 has fp32's range, so no
-  gradient scaling.
+  CPU, where its speed depends on the processor's bf16 instructions: x1.5 faster than
+  fp32 on an AVX512-BF16 CPU in tests/bench/test_precision_speed.py, slower without
+  them). bfloat16 has fp32's range, so no gradient scaling.
 - ``fp16`` (CUDA only): autocast with float16 and one :class:`torch.amp.GradScaler` per
   optimizer (G's — a transfer method's extra networks such as MineGAN's miner train in
   it — and D's), checkpointed with the trial. A step whose gradients are not finite is
@@ -124,6 +125,7 @@ class Precision:
                 scaler.load_state_dict(saved)
         self.skipped_in_row.update(state.get("skipped_in_row") or {})
         self.skipped.update(state.get("skipped") or {})
+
 
 @contextmanager
 def full_precision(device: Any) -> Iterator[None]:

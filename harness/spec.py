@@ -229,8 +229,8 @@ class PerformanceSpec:
     # the models first, so a platform without a working compiler, or a step it cannot
     # compile, falls back to eager with one warning naming the reason).
     compile: bool = False
-    # Precision of G's and D's forward passes in training: fp32, bf16 (CUDA; CPU: correct
-    # but slow) or fp16 (CUDA only; one gradient scaler per optimizer, a skipped step is
+    # Precision of G's and D's forward passes in training: fp32, bf16 (CUDA; CPU: speed
+    # depends on its bf16 instructions) or fp16 (CUDA only; one gradient scaler per optimizer, a skipped step is
     # not a divergence). Penalties, regularizers, optimizer and EMA steps stay fp32;
     # evaluation is always fp32 without TF32 (harness/precision.py).
     precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
