@@ -12,11 +12,13 @@ the reason when it falls back to an older one, and raises (exit 2, listing every
 and reason) when checkpoints exist but none loads — a trial must not quietly restart
 from iteration 0 over its own series. A payload that safe loading refuses (pickled
 objects beyond tensors and plain data) is reported as such; the advice torch's error
-carries (to disable safe loading) is never passed on.
+carries (to disable safe loading) is never passed on. A resume also refuses data other
+than the data the trial started on (:func:`check_resumed_data`).
 """
 from __future__ import annotations
 
 import hashlib
+import time
 import io
 import json
 import re
@@ -26,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from harness.errors import CheckpointError
+from harness.errors import CheckpointError, ConfigError
 from harness.files import atomic_write_bytes, atomic_write_json
 
 _NAME = re.compile(r"^ckpt-(\d+)\.json$")
@@ -137,3 +139,27 @@ def latest_manifest(directory: Path) -> Optional[Dict[str, Any]]:
 def latest_iteration(directory: Path) -> Optional[int]:
     manifests = _manifests(directory)
     return manifests[-1][0] if manifests else None
+
+
+def check_resumed_data(record: Any, name: str, fingerprint: str, images: int, allow: bool,
+                       iteration: Optional[int] = None, field: str = "dataset.name") -> None:
+    """Refuse to resume ``record`` on data other than the data it started on (the
+    fingerprint in its env.json), unless ``allow``: then, given the ``iteration`` it
+    resumes at, the change is recorded in env.json (``dataset_changes``)."""
+    env = record.read_env()
+    if not isinstance(env, dict):
+        return
+    started = env.get("dataset_fingerprint")
+    if not isinstance(started, str) or started == fingerprint:
+        return
+    if not allow:
+        raise ConfigError(field, name, f"the data this trial started on: its images had fingerprint {started[:16]}… "
+                          f"when it started and have {fingerprint[:16]}… now (the dataset was rebuilt or re-imported "
+                          "since, and every metric's reference would change mid-series). Rerun with --allow-new-data "
+                          "to continue on the new data (recorded in env.json), or use another --out")
+    if iteration is None:
+        return
+    env.setdefault("dataset_changes", []).append({"iteration": iteration, "from": started, "to": fingerprint,
+                                                  "images": images, "time": time.time()})
+    env.update({"dataset_fingerprint": fingerprint, "dataset_images": images})
+    record.write_env(env)

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 from torch import nn
 
+from harness.distributed import SOLO, Workers
+
 
 # --------------------------------------------------------------------------- models
 class Generator(nn.Module):
@@ -138,7 +140,10 @@ class Augment(nn.Module):
     real-only policy (``flip``) overrides ``fake`` to pass images through. Fakes keep
     their graph, so G's gradient flows through the augmentation. Its state (ADA's p)
     lives in buffers / extra state so ``state_dict`` checkpoints it; ``observe`` sees D's
-    raw outputs on (augmented) reals after each D forward pass. For 4-channel data,
+    raw outputs on (augmented) reals after each D forward pass; a policy whose state
+    follows them reduces its statistics over the trial's data-parallel workers through
+    ``self.workers`` (:class:`harness.distributed.Workers`: the identity in a one-process
+    trial) so every worker's state agrees. For 4-channel data,
     geometric operations move the mask channel with the image; colour operations leave
     it alone.
     """
@@ -147,6 +152,7 @@ class Augment(nn.Module):
         super().__init__()
         self.params = params
         self.channels = channels
+        self.workers: Workers = SOLO
 
     @classmethod
     def check_config(cls, params: Any, spec: Any, prefix: str) -> None:
@@ -175,8 +181,12 @@ class Regularizer:
 
     ``g_weight`` scales the G-side term (it defaults to ``weight``; zCR has two).
     ``perturb`` may change what D sees after augmentation, in the D and the G step
-    (instance noise). ``iterations`` is the trial's length, for annealed schedules.
+    (instance noise). ``iterations`` is the trial's length, for annealed schedules. A
+    regularizer with state that follows batch statistics (LeCam's anchors) reduces them
+    over the trial's workers through ``self.workers``, as :class:`Augment` does.
     """
+
+    workers: Workers = SOLO
 
     def __init__(self, params: Any = None, weight: float = 1.0, iterations: int = 1):
         self.params = params

@@ -210,7 +210,7 @@ class StudyRunner:
         must find the data it started on (or the run says --allow-new-data)."""
         from harness.data import load_image_set
         from harness.spec import parse_trial
-        from harness.trial import check_resumed_data
+        from harness.checkpoint import check_resumed_data
 
         for rec in self.record.trial_records():
             status = (rec.status() or {}).get("status")

@@ -133,9 +133,14 @@ class AccumulationSpec:
 
 @dataclass
 class OptimizationSpec:
-    # Images per forward pass; the effective batch is batch_size x accumulation.
+    # Images per forward pass of one worker; the effective batch is batch_size x
+    # workers x accumulation.
     batch_size: int = field(default=32, metadata={"min": 1, "max": MAX_BATCH})
     accumulation: AccumulationSpec = field(default_factory=AccumulationSpec)
+    # Data-parallel workers the effective batch is split over, gradients averaged
+    # (harness/distributed.py). A study sets it from resources.workers; ganbench trial
+    # runs one worker.
+    workers: int = field(default=1, metadata={"min": 1, "max": 1024})
     # Adam learning rate of G.
     lr_g: float = field(default=2e-4, metadata={"min_exclusive": 0.0})
     # Adam learning rate of D.
@@ -150,7 +155,7 @@ class OptimizationSpec:
     # samples or seconds budget.
     iterations: int = field(default=1000, metadata={"min": 1, "max": MAX_COUNT})
     # Stop once D has been shown this many real images (StyleGAN's kimg x 1000; each
-    # iteration shows batch_size x accumulation.d x d_steps); null = no samples budget.
+    # iteration shows batch_size x workers x accumulation.d x d_steps); null = no samples budget.
     # The budget no hardware can bend: the same on any machine, busy or idle.
     samples: Optional[int] = field(default=None, metadata={"min": 1, "max": MAX_COUNT * MAX_BATCH})
     # Stop after this many seconds of training on ``clock``, evaluating at that point;
@@ -170,12 +175,12 @@ class OptimizationSpec:
                 raise ConfigError(f"{path}.betas[{i}]", beta, "a number in [0, 1)")
         if self.samples is not None and self.samples < self.samples_per_iteration:
             raise ConfigError(f"{path}.samples", self.samples, "at least one iteration's real images shown to D "
-                              f"(batch_size x accumulation.d x d_steps = {self.samples_per_iteration})")
+                              f"(batch_size x workers x accumulation.d x d_steps = {self.samples_per_iteration})")
 
     @property
     def samples_per_iteration(self) -> int:
-        """Real images D sees per iteration (G step)."""
-        return self.batch_size * self.accumulation.d * self.d_steps
+        """Real images D sees per iteration (G step), over all workers."""
+        return self.effective_batch_d * self.d_steps
 
     @property
     def iteration_limit(self) -> int:
@@ -186,11 +191,11 @@ class OptimizationSpec:
 
     @property
     def effective_batch_d(self) -> int:
-        return self.batch_size * self.accumulation.d
+        return self.batch_size * self.workers * self.accumulation.d
 
     @property
     def effective_batch_g(self) -> int:
-        return self.batch_size * self.accumulation.g
+        return self.batch_size * self.workers * self.accumulation.g
 
 
 @dataclass
@@ -241,6 +246,9 @@ class PerformanceSpec:
     # Deterministic algorithms only (torch.use_deterministic_algorithms; an op without
     # one raises).
     deterministic: bool = False
+    # Batch norm statistics over all data-parallel workers' batches (SyncBatchNorm; CUDA
+    # only, a model with batch norm only; with one worker it changes nothing).
+    sync_batchnorm: bool = False
 
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -292,6 +300,8 @@ class TrialSpec:
             able = [name for name, kinds in PRECISION_DEVICES.items() if kind in kinds]
             raise ConfigError(f"{p}performance.precision", precision, f"{' or '.join(able)} on device {self.device} "
                               f"({precision} trains on {' and '.join(PRECISION_DEVICES[precision])} only)")
+        if self.performance.sync_batchnorm:
+            self._check_sync_batchnorm(p, kind)
         # Every variant validates its kwargs, then may veto the whole spec (e.g. an
         # architecture that cannot build this resolution) through check_config.
         _check_variant(self, registry.ARCHITECTURES, self.architecture.name, self.architecture.kwargs,
@@ -312,6 +322,17 @@ class TrialSpec:
         if len(set(self.eval.metrics)) != len(self.eval.metrics):
             raise ConfigError(f"{p}eval.metrics", self.eval.metrics, "each metric at most once")
         self._check_metric_options(p)
+
+    def _check_sync_batchnorm(self, p: str, kind: str) -> None:
+        from harness.build import meta_networks
+        from harness.distributed import batch_norm_layers
+
+        if kind != "cuda":
+            raise ConfigError(f"{p}performance.sync_batchnorm", True, f"false on device {self.device} (torch's "
+                              "SyncBatchNorm runs on CUDA devices only)")
+        if not sum(batch_norm_layers(net) for net in meta_networks(self)):
+            raise ConfigError(f"{p}performance.sync_batchnorm", True, f"false: architecture {self.architecture.name} "
+                              "with these kwargs has no batch norm layer in G or D to synchronise")
 
     def _check_metric_options(self, p: str) -> None:
         from harness.metrics import check_sizes, value_keys

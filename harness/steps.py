@@ -12,6 +12,11 @@ their outputs are cast back to fp32, so augmentation, losses, penalties and regu
 terms compute in full precision (:mod:`harness.precision`), and the backward passes go
 through ``m.precision.backward`` (the fp16 gradient scaler).
 
+With N data-parallel workers (:mod:`harness.distributed`) every worker draws the whole
+``batch_size * workers * accumulation`` and trains on its own slice; each network's
+gradients and the returned loss terms are averaged over the workers before the
+optimizer step.
+
 These functions know variants only through :mod:`harness.interfaces`.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from torch import nn
 
 from harness.data import TrainingData
+from harness.distributed import SOLO, Workers
 from harness.interfaces import Augment, Discriminator, DStepContext, Generator, GStepContext, Loss, Regularizer
 from harness.precision import Precision
 
@@ -39,6 +45,7 @@ class Models:
     regularizers: List[Regularizer] = field(default_factory=list)
     regularizer_names: List[str] = field(default_factory=list)
     precision: Precision = field(default_factory=Precision)
+    workers: Workers = SOLO  # the trial's data-parallel workers (harness.distributed)
 
 
 class Sampler:
@@ -75,9 +82,10 @@ def discriminator_step(
     device: torch.device,
 ) -> Dict[str, torch.Tensor]:
     """One D optimizer step; returns the (chunk-averaged) loss terms, not yet synced."""
-    n = batch_size * accumulation
-    idx, flips = sampler.reals(data, n)
-    z = sampler.latents(m.G, n)
+    n, own = batch_size * accumulation, m.workers.own(batch_size * accumulation)
+    idx, flips = sampler.reals(data, n * m.workers.world)
+    z = sampler.latents(m.G, n * m.workers.world)
+    idx, flips, z = idx[own], flips[own], z[own]
     m.opt_d.zero_grad(set_to_none=True)
     stats: Dict[str, torch.Tensor] = {}
     scale = 1.0 / accumulation
@@ -112,7 +120,8 @@ def discriminator_step(
         _add(stats, "d_fake", fake_logits.mean(), scale)
         _add(stats, "d_total", total, scale)
         m.augment.observe(real_logits.detach())
-    return stats
+    m.workers.average_gradients(m.D)
+    return m.workers.mean_stats(stats)
 
 
 def generator_step(
@@ -124,7 +133,7 @@ def generator_step(
     device: torch.device,
 ) -> Dict[str, torch.Tensor]:
     n = batch_size * accumulation
-    z = sampler.latents(m.G, n)
+    z = sampler.latents(m.G, n * m.workers.world)[m.workers.own(n)]
     m.opt_g.zero_grad(set_to_none=True)
     # D's weights get no gradient in the G step (saves D's weight-gradient compute);
     # only parameters that are trainable right now are toggled, so a transfer
@@ -169,7 +178,8 @@ def generator_step(
     finally:
         for p in d_trainable:
             p.requires_grad_(True)
-    return stats
+    m.workers.average_gradients(m.G)
+    return m.workers.mean_stats(stats)
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from harness import locks, performance
 from harness.clocks import compute_clock
 from harness.build import build_models, count_parameters, model_info, resolve_device, seed_everything
 from harness.data import TrainingData, load_image_set
+from harness.distributed import SOLO, Workers, attach, pack_state, unpack_state
 from harness.errors import ConfigError
 from harness.metrics import check_sizes as check_metric_sizes, prepare as prepare_metrics
 from harness.precision import apply_backend_switches
@@ -63,8 +64,9 @@ class Trial:
 
     def __init__(self, spec: TrialSpec, out_dir: "os.PathLike | TrialRecord", callbacks: Optional[List[ReportCallback]] = None,
                  progress: bool = False, lock: Optional[locks.FileLock] = None, allow_new_data: bool = False,
-                 tracking: Optional[Dict[str, Any]] = None):
+                 tracking: Optional[Dict[str, Any]] = None, workers: Workers = SOLO):
         self.spec = spec
+        self.workers = workers  # data-parallel workers (harness.distributed): rank 0 alone writes the record
         # a folder, or a record (a study's trial on object storage is a TrialRecord with a remote)
         self.record = out_dir if isinstance(out_dir, TrialRecord) else TrialRecord(out_dir)
         self.callbacks = list(callbacks or [])
@@ -111,9 +113,15 @@ class Trial:
         switches = apply_backend_switches(spec.performance, self.device)
         seed_everything(spec.seed)
         self.data = TrainingData(load_image_set(spec.dataset), self.device, hflip=spec.dataset.hflip)
+        if self.workers.world != spec.optimization.workers:
+            raise ConfigError("optimization.workers", spec.optimization.workers, f"{self.workers.world}: the processes "
+                              "this trial runs in (a trial of N workers runs in a study with resources.workers: N)")
         built = build_models(spec, self.device)
         self.models, self.transfer = built.models, built.transfer
+        attach(self.models, self.workers, spec.performance.sync_batchnorm)
         self.performance = {**switches, **performance.apply(spec.performance, self.models, self._probe_step)}
+        if self.workers.distributed:
+            self.performance["workers"] = self.workers.world
         # a metric whose options need more real images than the dataset has fails now, not at the first evaluation
         check_metric_sizes(spec.eval.metrics, spec.eval.n_samples, int(self.data.rgb.shape[0]),
                            spec.eval.metric_options, real_path=f"dataset {spec.dataset.name}")
@@ -245,7 +253,7 @@ class Trial:
                           ", which is no longer running", RuntimeWarning, stacklevel=3)
 
     def _check_data(self, iteration: int) -> None:
-        check_resumed_data(self.record, self.spec.dataset.name, self.data.fingerprint, len(self.data),
+        ckpt.check_resumed_data(self.record, self.spec.dataset.name, self.data.fingerprint, len(self.data),
                            self.allow_new_data, iteration)
 
     def start(self) -> Optional[TrialResult]:
@@ -255,6 +263,8 @@ class Trial:
         trial (nothing to do), else None: the trial is ready for :meth:`advance`.
         """
         spec, record = self.spec, self.record
+        if not self.workers.writer:
+            return self._follow()
         self._take_lock()
         record.check_config(spec)
         previous = record.status()
@@ -262,6 +272,8 @@ class Trial:
             reports = record.reports()
             self.state.iteration = int(previous.get("iteration", 0))
             self.last_report = reports[-1] if reports else None
+            if self.workers.distributed:
+                self.workers.share(pack_state({"status": previous["status"], "iteration": self.iteration}, None))
             return TrialResult(previous["status"], self.iteration, record.root, self.last_report,
                                previous.get("error"))
         record.create()
@@ -287,6 +299,23 @@ class Trial:
             record.write_env(env)
         record.set_status("running", iteration=self.iteration, pid=os.getpid(), host=socket.gethostname())
         self._open_tracking()
+        if self.workers.distributed:  # every worker resumes from rank 0's state
+            self.workers.share(pack_state(None, self.checkpoint_state()))
+        return self._begin()
+
+    def _follow(self) -> Optional[TrialResult]:
+        """A worker of rank > 0 starts from what rank 0 shares (never reading the record)."""
+        shared = unpack_state(self.workers.share(None))
+        if shared["finished"]:
+            self.state.iteration = int(shared["finished"]["iteration"])
+            return TrialResult(shared["finished"]["status"], self.iteration, self.record.root)
+        if self.models is None:
+            self.build()
+        self.load_checkpoint_state(shared["state"])
+        return self._begin()
+
+    def _begin(self) -> None:
+        self.workers.reseed(self.spec.seed, self.iteration)
         self.state.start_clock()
         self.stage = self.transfer.set_stage(self.models.G, self.models.D, self.iteration)
         self._stop = False
@@ -319,9 +348,10 @@ class Trial:
         try:
             status = self._loop(until, bar)
         except Exception as err:
-            self.record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
-                                   traceback=traceback.format_exc())
-            self._end_tracking("failed")
+            if self.workers.writer:
+                self.record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
+                                       traceback=traceback.format_exc())
+                self._end_tracking("failed")
             raise
         if status is None:
             return None
@@ -342,7 +372,7 @@ class Trial:
 
     def stop(self, status: str = "stopped") -> None:
         """Mark a trial that is not finished but will not continue (a scheduler stopped it)."""
-        current = self.record.status()
+        current = self.record.status() if self.workers.writer else None
         if current and current["status"] == "running":
             self.record.set_status(status, iteration=self.iteration, best=self.best, wall_s=self.wall_s())
             self._end_tracking(status)
@@ -369,7 +399,7 @@ class Trial:
                 if bad is not None and not m.precision.scaled:
                     return self._diverged(f"non-finite {bad} at iteration {it + 1}")
                 taken &= m.precision.step("d", m.opt_d, finite=bad is None)
-                self.state.samples_seen += o.batch_size * o.accumulation.d
+                self.state.samples_seen += o.effective_batch_d
                 for k, v in d_stats.items():
                     step_stats[k] = step_stats.get(k, 0) + v / o.d_steps
             g_stats = generator_step(m, self.sampler, o.batch_size, o.accumulation.g, it, self.device)
@@ -390,10 +420,11 @@ class Trial:
             self._after_step(bar)
         if self.iteration < limit and not self._stop:
             return None  # paused at ``until``; more to train
-        self.record.set_status("completed", iteration=self.iteration, best=self.best,
-                               last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s(),
-                               budget=self.budget_reason())
-        self._end_tracking("completed")
+        if self.workers.writer:
+            self.record.set_status("completed", iteration=self.iteration, best=self.best,
+                                   last=(self.last_report or {}).get("metrics", {}), wall_s=self.wall_s(),
+                                   budget=self.budget_reason())
+            self._end_tracking("completed")
         return {"status": "completed"}
 
     def budget_reason(self) -> str:
@@ -411,13 +442,17 @@ class Trial:
         spec, i = self.spec, self.iteration
         # A time budget ends the trial after the step that spends it: that step is then
         # the last one (evaluated, checkpointed) just as the final iteration would be.
-        if not self._stop and self._time_up():
-            self._stop = True
+        if not self._stop and spec.optimization.time_budget_s is not None:
+            self._stop = self.workers.agree(self._time_up())  # rank 0's clock decides for all workers
         last = i == spec.optimization.iteration_limit or self._stop
         do_eval = last or (spec.eval.every > 0 and i % spec.eval.every == 0)
         do_log = do_eval or i % spec.log_every == 0
         do_samples = spec.sample_every > 0 and (i % spec.sample_every == 0 or last)
         do_ckpt = last or i % spec.checkpoint_every == 0
+        if not self.workers.writer:
+            if do_ckpt:
+                self.workers.reseed(spec.seed, i)  # as rank 0 does after its checkpoint
+            return
         if not (do_log or do_samples or do_ckpt):
             if bar is not None:
                 bar.update(1)
@@ -440,38 +475,16 @@ class Trial:
         t1 = time.perf_counter()
         if do_ckpt:
             self.save_checkpoint()
+            self.workers.reseed(spec.seed, i)  # each worker's own streams from here, as a resume draws them
         self.state.overhead_s += time.perf_counter() - t1
         if bar is not None:
             bar.update(1)
 
     def _diverged(self, error: str) -> Dict[str, Any]:
-        self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
-        self._end_tracking("diverged")
+        if self.workers.writer:
+            self.record.set_status("diverged", iteration=self.iteration, error=error, best=self.best)
+            self._end_tracking("diverged")
         return {"status": "diverged", "error": error}
-
-
-def check_resumed_data(record: TrialRecord, name: str, fingerprint: str, images: int, allow: bool,
-                       iteration: Optional[int] = None, field: str = "dataset.name") -> None:
-    """Refuse to resume ``record`` on data other than the data it started on (the
-    fingerprint in its env.json), unless ``allow``: then, given the ``iteration`` it
-    resumes at, the change is recorded in env.json (``dataset_changes``)."""
-    env = record.read_env()
-    if not isinstance(env, dict):
-        return
-    started = env.get("dataset_fingerprint")
-    if not isinstance(started, str) or started == fingerprint:
-        return
-    if not allow:
-        raise ConfigError(field, name, f"the data this trial started on: its images had fingerprint {started[:16]}… "
-                          f"when it started and have {fingerprint[:16]}… now (the dataset was rebuilt or re-imported "
-                          "since, and every metric's reference would change mid-series). Rerun with --allow-new-data "
-                          "to continue on the new data (recorded in env.json), or use another --out")
-    if iteration is None:
-        return
-    env.setdefault("dataset_changes", []).append({"iteration": iteration, "from": started, "to": fingerprint,
-                                                  "images": images, "time": time.time()})
-    env.update({"dataset_fingerprint": fingerprint, "dataset_images": images})
-    record.write_env(env)
 
 
 def run_trial(spec: Any, out_dir: os.PathLike, callbacks: Optional[List[ReportCallback]] = None,

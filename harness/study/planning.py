@@ -53,7 +53,7 @@ def base_spec(study: StudySpec) -> TrialSpec:
 
 
 def _common_overrides(study: StudySpec) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"threads": study.resources.threads}
+    out: Dict[str, Any] = {"threads": study.resources.threads, "optimization.workers": study.resources.workers}
     if study.tracking is not None:
         out["tracking"] = to_plain(study.tracking)
     if study.fixed_budget is not None:
@@ -73,6 +73,9 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
     """Apply the study's common settings, ``overrides`` and the seed to ``base``; hold the
     effective batch if asked; validate, naming ``context`` (which grid cell) on error."""
     data = base.to_dict()
+    if base.optimization.workers not in (1, study.resources.workers):
+        raise ConfigError(f"{context}: optimization.workers", base.optimization.workers,
+                          f"{study.resources.workers}, or left out: in a study resources.workers sets it")
     try:
         for key, value in {**_common_overrides(study), **overrides, SEED_PATH: seed}.items():
             set_dotted(data, key, value)
@@ -93,20 +96,21 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
 def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any]) -> None:
     o = base.optimization
     batch = get_dotted(data, "optimization.batch_size")
+    workers = get_dotted(data, "optimization.workers", 1)
     for which, target in (("d", o.effective_batch_d), ("g", o.effective_batch_g)):
         path = f"optimization.accumulation.{which}"
         acc = get_dotted(data, path, 1)
         set_explicitly = path in overrides or (
             "optimization.accumulation" in overrides) or "optimization" in overrides
-        if batch * acc == target:
+        if batch * workers * acc == target:
             continue
         if set_explicitly:
-            raise ConfigError(path, acc, f"batch_size x accumulation.{which} = {target} (hold_effective_batch: "
-                              f"the base's effective batch; got {batch} x {acc})")
-        if target % batch:
-            raise ConfigError("optimization.batch_size", batch,
-                              f"a divisor of the held effective batch {target} (hold_effective_batch)")
-        set_dotted(data, path, target // batch)
+            raise ConfigError(path, acc, f"batch_size x workers x accumulation.{which} = {target} "
+                              f"(hold_effective_batch: the base's effective batch; got {batch} x {workers} x {acc})")
+        if target % (batch * workers):
+            raise ConfigError("optimization.batch_size", batch, f"a number that times {workers} worker(s) divides "
+                              f"the held effective batch {target} (hold_effective_batch)")
+        set_dotted(data, path, target // (batch * workers))
 
 
 def source_specs(study: StudySpec) -> Dict[str, TrialSpec]:
@@ -282,7 +286,8 @@ class Plan:
             "seeds": list(st.seeds),
             "evaluation": f"{', '.join(b.eval.metrics) or 'no metrics'} on {b.eval.n_samples} samples every "
                           f"{b.eval.every or 'end of'} iterations",
-            "resources (per trial)": f"{r.cpus:g} CPU(s), {r.gpus:g} GPU(s), {r.threads} thread(s)"
+            "resources (per trial)": (f"{r.workers} workers of " if r.workers > 1 else "")
+                                     + f"{r.cpus:g} CPU(s), {r.gpus:g} GPU(s), {r.threads} thread(s)"
                                      + (f", at most {r.max_concurrent} at once" if r.max_concurrent else ""),
             "sources": {name: f"{spec.architecture.name} on {spec.dataset.name} {spec.dataset.resolution} px, "
                               f"{spec.optimization.iteration_limit} iterations"

@@ -78,10 +78,15 @@ class BudgetSpec:
 
 @dataclass
 class ResourcesSpec:
-    # Ray resources of one trial; fractions share a device (two trials on one GPU: 0.5).
+    # Ray resources of one trial (of each of its workers); fractions share a device
+    # (two trials on one GPU: 0.5).
     cpus: float = field(default=1.0, metadata={"min_exclusive": 0.0, "max": 4096.0})
-    # GPUs per trial (> 0 exactly when base.device is cuda).
+    # GPUs per trial or worker (> 0 exactly when base.device is cuda).
     gpus: float = field(default=0.0, metadata={"min": 0.0, "max": 1024.0})
+    # Data-parallel workers per trial (> 1: Ray Train's TorchTrainer inside the study,
+    # gloo on CPU, NCCL on CUDA; each worker takes cpus and gpus, the effective batch is
+    # batch_size x workers x accumulation): docs/gpu.md.
+    workers: int = field(default=1, metadata={"min": 1, "max": 1024})
     # At most this many trials at once (0 = as many as the cluster's resources fit).
     max_concurrent: int = field(default=0, metadata={"min": 0, "max": MAX_COUNT})
 
@@ -261,8 +266,9 @@ class StudySpec:
     variants: List[VariantSpec] = field(default_factory=list)
     # Every configuration runs once per seed (distinct integers >= 0).
     seeds: List[int] = field(default_factory=lambda: [0])
-    # Keep batch_size x accumulation (D and G) of the base in every trial: a variant that
-    # changes batch_size gets the accumulation that restores it (seed A's regret).
+    # Keep the base's effective batch (batch_size x workers x accumulation, D and G) in
+    # every trial: a variant that changes batch_size or resources.workers gets the
+    # accumulation that restores it (seed A's regret).
     hold_effective_batch: bool = False
     # The same budget for every trial (overrides the base's).
     fixed_budget: Optional[BudgetSpec] = None

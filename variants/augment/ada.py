@@ -236,8 +236,10 @@ class ADA(Augment):
         self.passes += 1
         if self.passes < self.params.interval:
             return
-        self.rt.copy_(self.sign_sum / self.sign_count)
-        step = self.sign_count / (self.params.speed_kimg * 1000.0)
+        # every worker's signs (their sum over the trial's workers: one p for all)
+        sign_sum, sign_count = self.workers.sum(torch.stack([self.sign_sum, self.sign_count]))
+        self.rt.copy_(sign_sum / sign_count)
+        step = sign_count / (self.params.speed_kimg * 1000.0)
         self.p.add_(torch.sign(self.rt - self.params.target) * step).clamp_(0.0, 1.0)
         self.sign_sum.zero_()
         self.sign_count.zero_()

@@ -42,8 +42,10 @@ class LeCam(Regularizer):
         term = F.relu(real - a_fake).pow(2).mean() + F.relu(a_real - fake).pow(2).mean()
         d = self.params.decay
         with torch.no_grad():
-            self.anchor_real = d * self.anchor_real + (1 - d) * real.detach().mean().to(torch.float32)
-            self.anchor_fake = d * self.anchor_fake + (1 - d) * fake.detach().mean().to(torch.float32)
+            # D's mean outputs over every worker's batch (one pair of anchors for all)
+            means = self.workers.mean(torch.stack([real.detach().mean(), fake.detach().mean()]).to(torch.float32))
+            self.anchor_real = d * self.anchor_real + (1 - d) * means[0]
+            self.anchor_fake = d * self.anchor_fake + (1 - d) * means[1]
         if ctx.iteration < self.params.start:
             return None
         return term
