@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from harness.errors import ConfigError
 
@@ -125,14 +125,16 @@ def check_nodes(record: Any, entries: Callable[[], List[Dict[str, Any]]], timeou
 
 def check_placeable(resources: Any) -> None:
     """Refuse (ConfigError, before anything is scheduled) a trial no alive node of the Ray
-    cluster can hold: a trial runs on one node, so it needs one node with its CPUs and
-    GPUs. (A cluster that adds nodes on demand is judged by the nodes it has now: start
+    cluster can hold: a trial (each worker of a multi-worker one) runs on one node, so it
+    needs one node with its CPUs and GPUs, and a trial of N workers needs room for N such
+    workers across the nodes at once. (A cluster that adds nodes on demand is judged by the nodes it has now: start
     one node of the kind a trial needs first.)"""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     have = [(float(r.get("CPU", 0)), float(r.get("GPU", 0))) for r in nodes]
     if any(c >= resources.cpus and g >= resources.gpus for c, g in have):
+        _check_workers(resources, have)
         return
     gpus = sorted({g for _, g in have}, reverse=True)
     where = f"{len(have)} alive node(s); the most of one node: {max((c for c, _ in have), default=0):g} CPU(s), " \
@@ -145,3 +147,19 @@ def check_placeable(resources: Any) -> None:
                           f"node (a trial runs on one node; {where})")
     raise ConfigError("resources.cpus", resources.cpus, f"a number of CPUs one node with {resources.gpus:g} GPU(s) "
                       f"has ({where})")
+
+
+def _check_workers(resources: Any, have: List[Tuple[float, float]]) -> None:
+    workers = int(getattr(resources, "workers", 1))
+    if workers <= 1:
+        return
+    fit = 0  # workers the alive nodes hold at once (Ray Train places them all or none)
+    for cpus, gpus in have:
+        n = int(cpus / resources.cpus + 1e-9)
+        if resources.gpus:
+            n = min(n, int(gpus / resources.gpus + 1e-9))
+        fit += n
+    if fit < workers:
+        raise ConfigError("resources.workers", workers, f"at most {fit}: the workers of {resources.cpus:g} CPU(s) and "
+                          f"{resources.gpus:g} GPU(s) this Ray cluster holds at once ({len(have)} alive node(s) with "
+                          f"{sum(c for c, _ in have):g} CPU(s) and {sum(g for _, g in have):g} GPU(s) in all)")

@@ -52,6 +52,7 @@ class Workers:
         self.rank, self.world = rank, world
         # where collective tensors live: the CPU for gloo, the worker's GPU for NCCL
         self.device = device or torch.device("cpu")
+        self.shares = 0  # how many times share() ran (rank 0 knows whether the others got its state)
 
     @classmethod
     def from_process_group(cls) -> "Workers":
@@ -76,6 +77,15 @@ class Workers:
 
     def describe(self) -> Dict[str, Any]:
         return {"workers": self.world, "rank": self.rank}
+
+    def lost(self, err: BaseException) -> bool:
+        """Whether ``err`` says a peer worker is gone (its connection closed, a collective
+        timed out): the trial did not fail, its workers are restarted from the last checkpoint."""
+        if not self.distributed:
+            return False
+        import torch.distributed as dist
+
+        return isinstance(err, getattr(dist, "DistError", ())) or "Connection closed by peer" in str(err)
 
     # ------------------------------------------------------------------ the batch
     def own(self, per_worker: int) -> slice:
@@ -138,6 +148,7 @@ class Workers:
             return data
         import torch.distributed as dist
 
+        self.shares += 1
         size = torch.tensor([len(data) if self.writer else 0], dtype=torch.int64, device=self.device)
         dist.broadcast(size, src=0)
         if self.writer:

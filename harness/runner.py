@@ -309,7 +309,8 @@ class StudyRunner:
         run = RunSettings(str(self.root), self.metric, s.objective if s else "best", self.mode, self.allow_new_data,
                           results_uri=uri, assets=tuple(self.assets), study=self.study.name,
                           tracking_parents=tuple(sorted(self.tracking_parents.items())))
-        return bind(run, self.study.resources.cpus, self.study.resources.gpus)
+        self.run_settings = run
+        return bind(run, self.study.resources, self.study.failures.max_retries)
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
         tune = _tune()
@@ -340,13 +341,19 @@ class StudyRunner:
             run_config = RunConfig(
                 name=phase, storage_path=storage, storage_filesystem=filesystem, verbose=0, callbacks=[progress],
                 failure_config=FailureConfig(max_failures=self.study.failures.max_retries),
-                checkpoint_config=CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True),
+                # (a multi-worker trial resumes from its record's checkpoints alone: no Tune checkpoints)
+                checkpoint_config=(CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True)
+                                   if self.study.resources.workers == 1 else CheckpointConfig()),
             )
             tune_config = self._tune_config(phase)
             kwargs = {"param_space": param_space} if param_space is not None else {}
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
-        tuner.fit()
+        results = tuner.fit()
+        if self.study.resources.workers > 1:  # the multi-worker trials a scheduler stopped
+            from harness.workers_trainable import end_stopped
+
+            end_stopped(self.run_settings, results)
         self.record.pull(samples=False)  # on object storage: the records as the nodes published them
         # (the summaries read this copy; prepare pulled it for a phase that was already done)
         if phase == "search":
@@ -389,12 +396,14 @@ class StudyRunner:
 
         res = self.study.resources
         common: Dict[str, Any] = {
-            "reuse_actors": True,
+            "reuse_actors": res.workers == 1,  # a multi-worker trial's trainable lives as long as its workers
             "trial_name_creator": lambda t: t.config["plan"]["trial_id"],
             "trial_dirname_creator": lambda t: t.config["plan"]["trial_id"],
         }
         if res.max_concurrent:
             common["max_concurrent_trials"] = res.max_concurrent
+        elif res.workers > 1:  # Tune does not see a multi-worker trial's resources (its workers hold them)
+            common["max_concurrent_trials"] = _cluster_slots(res)
         if phase != "search":
             return TuneConfig(num_samples=1, **common)
         s = self.study.search
@@ -449,9 +458,9 @@ def _cluster_slots(res: st.ResourcesSpec) -> int:
     import ray
 
     total = ray.cluster_resources()
-    slots = int(total.get("CPU", 1) // res.cpus)
+    slots = int(total.get("CPU", 1) // (res.cpus * res.workers))
     if res.gpus:
-        slots = min(slots, int(total.get("GPU", 0) // res.gpus))
+        slots = min(slots, int(total.get("GPU", 0) // (res.gpus * res.workers)))
     return max(1, slots)
 
 

@@ -18,7 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from harness.files import atomic_write_json
 from harness.store import StudyRecord, TrialRecord
@@ -66,60 +66,14 @@ class GanTrainable(tune.Trainable):
         self.opened = False
 
     def _open(self) -> None:
-        from harness.spec import parse_trial
-        from harness.trial import Trial
-
         if self.opened:
             return
         self.opened = True
-        payload, study = self.payload, self.study_record
-        record = study.trial(self.gb_id)
-        record.root.mkdir(parents=True, exist_ok=True)
-        # a restarted trial waits for a stale actor that still holds the folder (the OS
-        # frees the lock of a dead process; a store's lease expires) instead of writing
-        # the record from two processes
-        self.lock = record.lock(f"trial {self.gb_id}", "a trial directory", wait_s=LOCK_WAIT_S)
-        record.pull()  # on object storage: the record as the store holds it (whoever locks, pulls)
-        previous = record.status()
-        if previous and previous["status"] == "failed":
-            # failed is final: report it again instead of training again
-            self.error = previous.get("error") or "failed"
-            return
-        study.write_trial_info(self.gb_id, {
-            "trial_id": self.gb_id, "phase": payload["phase"], "labels": payload["labels"],
-            "overrides": payload.get("overrides", {}), "tune_trial_id": self.trial_id,
-        })
-        attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                                   "node_id": _node_id()}
-        try:
-            if study.remote is not None:
-                from harness import assets
-
-                fetched = assets.fetch(self.run_settings.assets, study)
-                if fetched:
-                    attempt["fetched"] = [str(p) for p in fetched]
-            run = self.run_settings
-            self.trial = Trial(parse_trial(payload["config"]), record, lock=self.lock,
-                               allow_new_data=run.allow_new_data,
-                               tracking={"study": run.study, "trial": self.gb_id, "phase": payload["phase"],
-                                         "labels": payload["labels"], "parents": dict(run.tracking_parents)})
-            self.finished = self.trial.start()
-            attempt.update(resumed_from=self.trial.iteration,
-                           finished=self.finished.status if self.finished else None)
-        except Exception as err:  # data, weights or a source model that fail to load
-            self._fail(record, err)
-            attempt["error"] = self.error
-        finally:
-            study.append_attempt(self.gb_id, attempt)
+        self.trial, self.finished, self.error, self.lock = open_trial(self.run_settings, self.study_record,
+                                                                      self.payload, self.trial_id)
 
     def _fail(self, record: TrialRecord, err: Exception) -> None:
-        import traceback
-
-        self.error = f"{type(err).__name__}: {err}"
-        current = record.status() or {}
-        if current.get("status") != "failed":  # Trial.advance records its own failures
-            record.set_status("failed", iteration=self.trial.iteration if self.trial else 0,
-                              error=self.error, traceback=traceback.format_exc())
+        self.error = record_failure(record, self.trial, err)
 
     def step(self) -> Dict[str, Any]:
         self._open()
@@ -131,27 +85,8 @@ class GanTrainable(tune.Trainable):
         return self._result()
 
     def _result(self) -> Dict[str, Any]:
-        from harness.study.search import objective_value
+        return tune_result(self.run_settings, self.gb_id, self.trial, self.finished, self.error)
 
-        t, run = self.trial, self.run_settings
-        row = (t.last_report if t is not None else None) or {}
-        status = "failed" if self.error else (self.finished.status if self.finished else "running")
-        result: Dict[str, Any] = {
-            "trial": self.gb_id,
-            "iteration": t.iteration if t is not None else 0,
-            "wall_s": row.get("wall_s", 0.0),
-            "train_s": row.get("train_s", 0.0),
-            "compute_s": row.get("compute_s") or 0.0,
-            "status": status,
-            "metrics": dict(row.get("metrics") or {}),
-            "best": dict(row.get("best") or {}),
-            "done": status != "running",
-        }
-        if self.error:
-            result["error"] = self.error
-        if run.metric is not None:
-            result["objective"] = objective_value(row, run.metric, run.objective, run.mode)
-        return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         if self.trial is None:
@@ -200,6 +135,102 @@ class GanTrainable(tune.Trainable):
             self.lock = None
 
 
+def open_trial(run: RunSettings, study: StudyRecord, payload: Dict[str, Any], tune_trial_id: str,
+               workers: Any = None) -> Tuple[Any, Any, Optional[str], Any]:
+    """Open a planned trial on this process: (trial, finished, error, lock).
+
+    Takes the record's lock, records the attempt, fetches the study's assets on object
+    storage and starts (or resumes) the trial; a record already ``failed`` is reported
+    again (failed is final) instead of training again; a trial that cannot start is
+    recorded failed (the error comes back). ``workers``: rank 0 of a trial's workers."""
+    from harness.spec import parse_trial
+    from harness.trial import Trial
+
+    gb_id = payload["trial_id"]
+    record = study.trial(gb_id)
+    record.root.mkdir(parents=True, exist_ok=True)
+    # a restarted trial waits for a stale actor that still holds the folder (the OS
+    # frees the lock of a dead process; a store's lease expires) instead of writing
+    # the record from two processes
+    lock = record.lock(f"trial {gb_id}", "a trial directory", wait_s=LOCK_WAIT_S)
+    record.pull()  # on object storage: the record as the store holds it (whoever locks, pulls)
+    previous = record.status()
+    if previous and previous["status"] == "failed":
+        return None, None, previous.get("error") or "failed", lock
+    study.write_trial_info(gb_id, {
+        "trial_id": gb_id, "phase": payload["phase"], "labels": payload["labels"],
+        "overrides": payload.get("overrides", {}), "tune_trial_id": tune_trial_id,
+    })
+    attempt: Dict[str, Any] = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+                               "node_id": _node_id()}
+    if workers is not None:
+        attempt["workers"] = workers.world
+    trial, finished, error = None, None, None
+    try:
+        fetched = fetch_assets(run, study)
+        if fetched:
+            attempt["fetched"] = [str(p) for p in fetched]
+        trial = Trial(parse_trial(payload["config"]), record, lock=lock, allow_new_data=run.allow_new_data,
+                      tracking={"study": run.study, "trial": gb_id, "phase": payload["phase"],
+                                "labels": payload["labels"], "parents": dict(run.tracking_parents)},
+                      **({"workers": workers} if workers is not None else {}))
+        finished = trial.start()
+        attempt.update(resumed_from=trial.iteration, finished=finished.status if finished else None)
+    except Exception as err:  # data, weights or a source model that fail to load
+        error = record_failure(record, trial, err)
+        attempt["error"] = error
+        if workers is not None and workers.lost(err):
+            raise  # a worker died: Ray Train restarts the workers (not a failure of the trial)
+    finally:
+        study.append_attempt(gb_id, attempt)
+    return trial, finished, error, lock
+
+
+def fetch_assets(run: RunSettings, study: StudyRecord) -> List[Any]:
+    """On object storage: the datasets and source models the trials read, into this node's cache."""
+    if study.remote is None:
+        return []
+    from harness import assets
+
+    return list(assets.fetch(run.assets, study) or [])
+
+
+def record_failure(record: TrialRecord, trial: Any, err: Exception) -> str:
+    """Record ``err`` as the trial's failure (unless Trial.advance did already); its message."""
+    import traceback
+
+    error = f"{type(err).__name__}: {err}"
+    current = record.status() or {}
+    if current.get("status") != "failed":  # Trial.advance records its own failures
+        record.set_status("failed", iteration=trial.iteration if trial else current.get("iteration", 0), error=error,
+                          traceback=traceback.format_exc())
+    return error
+
+
+def tune_result(run: RunSettings, gb_id: str, trial: Any, finished: Any, error: Optional[str]) -> Dict[str, Any]:
+    """What a trial reports to Tune after each evaluation (the schedulers and searchers read it)."""
+    from harness.study.search import objective_value
+
+    row = (trial.last_report if trial is not None else None) or {}
+    status = "failed" if error else (finished.status if finished else "running")
+    result: Dict[str, Any] = {
+        "trial": gb_id,
+        "iteration": trial.iteration if trial is not None else 0,
+        "wall_s": row.get("wall_s", 0.0),
+        "train_s": row.get("train_s", 0.0),
+        "compute_s": row.get("compute_s") or 0.0,
+        "status": status,
+        "metrics": dict(row.get("metrics") or {}),
+        "best": dict(row.get("best") or {}),
+        "done": status != "running",
+    }
+    if error:
+        result["error"] = error
+    if run.metric is not None:
+        result["objective"] = objective_value(row, run.metric, run.objective, run.mode)
+    return result
+
+
 def _node_id() -> Optional[str]:
     """The Ray node this actor runs on (two nodes on one host are told apart by it)."""
     try:
@@ -210,9 +241,20 @@ def _node_id() -> Optional[str]:
         return None
 
 
-def bind(run: RunSettings, cpus: float, gpus: float):
-    """The trainable Tune runs for a study phase: settings bound, resources declared."""
-    resources: Dict[str, float] = {"cpu": cpus}
-    if gpus:
-        resources["gpu"] = gpus
-    return tune.with_resources(tune.with_parameters(GanTrainable, run=run), resources)
+def bind(run: RunSettings, resources: Any, max_failures: int = 0):
+    """The trainable Tune runs for a study phase: settings bound, resources declared.
+
+    One worker: :class:`GanTrainable` with the trial's CPUs and GPUs. N workers: a
+    function trainable that asks Tune for (almost) nothing and runs the trial on Ray
+    Train's TorchTrainer, whose N workers hold the resources (harness.workers_trainable)."""
+    if resources.workers > 1:
+        from harness.workers_trainable import train_workers
+
+        fn = tune.with_parameters(train_workers, run=run, workers=resources.workers, cpus=resources.cpus,
+                                  gpus=resources.gpus, max_failures=max_failures)
+        # Tune refuses a trial of no resources; a byte of memory reserves nothing that matters
+        return tune.with_resources(fn, {"cpu": 0, "memory": 1})
+    wanted: Dict[str, float] = {"cpu": resources.cpus}
+    if resources.gpus:
+        wanted["gpu"] = resources.gpus
+    return tune.with_resources(tune.with_parameters(GanTrainable, run=run), wanted)

@@ -348,7 +348,7 @@ class Trial:
         try:
             status = self._loop(until, bar)
         except Exception as err:
-            if self.workers.writer:
+            if self.workers.writer and not self.workers.lost(err):  # a lost worker: restarted, not failed
                 self.record.set_status("failed", iteration=self.iteration, error=f"{type(err).__name__}: {err}",
                                        traceback=traceback.format_exc())
                 self._end_tracking("failed")

@@ -159,7 +159,7 @@ def test_samples_budget_sets_the_last_iteration(tiny, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"optimization.samples": 7}, r"optimization.samples: got 7; expected at least one iteration's real images "
-                                  r"shown to D \(batch_size x accumulation.d x d_steps = 8\)"),
+                                  r"shown to D \(batch_size x workers x accumulation.d x d_steps = 8\)"),
     ({"optimization.clock": "cpu"}, r"optimization.clock: got 'cpu'; expected one of compute, wall"),
     ({"device": "mps", "optimization.time_budget_s": 5.0},
      r"optimization.clock: got 'compute'; expected wall on device mps \(the compute clock is measured on cpu and "

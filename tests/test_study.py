@@ -92,7 +92,7 @@ def test_hold_effective_batch_sets_accumulation():
     with pytest.raises(ConfigError, match=r"optimization.batch_size: got 3; expected a divisor of the held "
                                           r"effective batch 16"):
         parse_study(grid_study(grid={"optimization.batch_size": [3]}, hold_effective_batch=True))
-    with pytest.raises(ConfigError, match=r"accumulation.d: got 1; expected batch_size x accumulation.d = 16"):
+    with pytest.raises(ConfigError, match=r"accumulation.d: got 1; expected batch_size x workers x accumulation.d = 16"):
         parse_study(grid_study(variants=[{"name": "v", "set": {"optimization.accumulation.d": 1}}],
                                hold_effective_batch=True))
 

@@ -108,8 +108,8 @@ def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict
             raise ConfigError(path, acc, f"batch_size x workers x accumulation.{which} = {target} "
                               f"(hold_effective_batch: the base's effective batch; got {batch} x {workers} x {acc})")
         if target % (batch * workers):
-            raise ConfigError("optimization.batch_size", batch, f"a number that times {workers} worker(s) divides "
-                              f"the held effective batch {target} (hold_effective_batch)")
+            raise ConfigError("optimization.batch_size", batch, f"a divisor of the held effective batch {target} "
+                              f"(hold_effective_batch; batch_size x {workers} worker(s) must divide it)")
         set_dotted(data, path, target // (batch * workers))
 
 
