@@ -43,6 +43,21 @@ import torch
 from torch import nn
 
 
+class PeerLost(RuntimeError):
+    """A collective failed: a peer worker (or the process group, which Ray Train tears
+    down when a worker dies) is gone. The trial did not fail; its group is restarted."""
+
+
+def _collective(op: str, *args: Any, **kwargs: Any) -> None:
+    """``torch.distributed.<op>(*args)``, any failure of it raised as :class:`PeerLost`."""
+    import torch.distributed as dist
+
+    try:
+        getattr(dist, op)(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - gloo/NCCL raise many kinds; all mean the group is gone
+        raise PeerLost(f"{op} failed: {type(err).__name__}: {err}") from err
+
+
 class Workers:
     """This process's place among a trial's data-parallel workers."""
 
@@ -79,13 +94,15 @@ class Workers:
         return {"workers": self.world, "rank": self.rank}
 
     def lost(self, err: BaseException) -> bool:
-        """Whether ``err`` says a peer worker is gone (its connection closed, a collective
-        timed out): the trial did not fail, its workers are restarted from the last checkpoint."""
+        """Whether ``err`` says a peer worker is gone (a collective failed, its connection
+        closed, the group was torn down): the trial did not fail, its workers are restarted
+        from the last checkpoint."""
         if not self.distributed:
             return False
         import torch.distributed as dist
 
-        return isinstance(err, getattr(dist, "DistError", ())) or "Connection closed by peer" in str(err)
+        return isinstance(err, (PeerLost, getattr(dist, "DistError", PeerLost))) or any(
+            sign in str(err) for sign in ("Connection closed by peer", "process group has not been initialized"))
 
     # ------------------------------------------------------------------ the batch
     def own(self, per_worker: int) -> slice:
@@ -97,10 +114,9 @@ class Workers:
         """``tensor`` summed over the workers (a new tensor; the same one when alone)."""
         if not self.distributed:
             return tensor
-        import torch.distributed as dist
 
         out = tensor.detach().to(self.device, torch.float32, copy=True)
-        dist.all_reduce(out)
+        _collective("all_reduce", out)
         return out.to(tensor.device, tensor.dtype)
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -111,13 +127,12 @@ class Workers:
         """Average ``module``'s gradients over the workers: one flat all-reduce."""
         if not self.distributed:
             return
-        import torch.distributed as dist
 
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
+        _collective("all_reduce", flat)
         flat /= self.world
         offset = 0
         for g in grads:
@@ -135,10 +150,9 @@ class Workers:
         """Rank 0's ``flag``, on every worker."""
         if not self.distributed:
             return flag
-        import torch.distributed as dist
 
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.broadcast(t, src=0)
+        _collective("broadcast", t, src=0)
         return bool(t.item())
 
     def share(self, data: Optional[bytes]) -> bytes:
@@ -146,16 +160,15 @@ class Workers:
         if not self.distributed:
             assert data is not None
             return data
-        import torch.distributed as dist
 
         self.shares += 1
         size = torch.tensor([len(data) if self.writer else 0], dtype=torch.int64, device=self.device)
-        dist.broadcast(size, src=0)
+        _collective("broadcast", size, src=0)
         if self.writer:
             buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device)
         else:
             buffer = torch.empty(int(size.item()), dtype=torch.uint8, device=self.device)
-        dist.broadcast(buffer, src=0)
+        _collective("broadcast", buffer, src=0)
         return data if self.writer else bytes(buffer.cpu().numpy())
 
     # -------------------------------------------------------------- randomness

@@ -63,15 +63,27 @@ def worker_loop(config: Dict[str, Any]) -> None:
         reported = False  # every worker reports as often as the others (Ray Train gathers them)
         while error is None and finished is None:
             finished = trial.advance(trial.next_eval_iteration())
-            train.report(tune_result(run, gb_id, trial, finished, None) if workers.writer else {})
+            train.report(_worker_result(run, gb_id, trial, finished, None, workers))
             reported = True
         if not reported:  # finished or failed before training: said once
-            train.report(tune_result(run, gb_id, trial, finished, error) if workers.writer else {})
+            train.report(_worker_result(run, gb_id, trial, finished, error, workers))
     finally:
         if trial is not None:
             trial.close()
         if lock is not None:
             lock.release()
+
+
+def _worker_result(run: RunSettings, gb_id: str, trial: Any, finished: Any, error: Any,
+                   workers: Workers) -> Dict[str, Any]:
+    """A worker's report: rank 0's Tune result, without ``done`` (the trial ends when
+    ``fit`` returns; a result saying done would make Tune end the trainable, and with it
+    the workers' placement group, while Ray Train still winds them down)."""
+    if not workers.writer:
+        return {}
+    result = tune_result(run, gb_id, trial, finished, error)
+    del result["done"]
+    return result
 
 
 def train_workers(config: Dict[str, Any], run: RunSettings = None, workers: int = 2, cpus: float = 1.0,
@@ -103,10 +115,13 @@ def train_workers(config: Dict[str, Any], run: RunSettings = None, workers: int 
         lock = record.lock(f"trial {gb_id}", "a trial directory", wait_s=LOCK_WAIT_S)
         try:
             record.pull()
-            error = record_failure(record, None, err)
+            ended = (record.status() or {}).get("status") not in (None, "running")
+            if not ended:  # an end the workers recorded (completed, failed, ...) stands; Tune has its result
+                error = record_failure(record, None, err)
         finally:
             lock.release()
-        tune.report(tune_result(run, gb_id, None, None, error))
+        if not ended:
+            tune.report(tune_result(run, gb_id, None, None, error))
 
 
 def end_stopped(run: RunSettings, results: Iterable[Any]) -> int:
