@@ -17,7 +17,9 @@ downloaded (the trials train on the generated ``shapes`` dataset). It measures:
   trials per hour against one trial alone (process start and CUDA initialisation
   included: what a study of small trials pays);
 - **ray**: where Ray is installed (and not ``--no-ray``), the same DCGAN trials as a
-  4-trial study with ``resources.gpus: 0.25``: trials per hour through Ray.
+  4-trial study with ``resources.gpus: 0.25``: trials per hour through Ray; and one
+  DCGAN trial on Ray Train's TorchTrainer with one worker holding the whole GPU (NCCL):
+  the multi-worker trial's CUDA path (``harness.workers_trainable``) on one GPU.
 
 The JSON is rewritten (atomically) after every measurement, so a run stopped by a time
 limit still leaves what it measured. ``--quick`` shrinks everything (the test suite runs it
@@ -184,6 +186,27 @@ def measure_ray(device: str, quick: bool, iterations: int, folder: Path) -> Dict
             "trials_per_hour": round(len(summary) * 3600 / wall, 1), "resources": study["resources"]}
 
 
+def measure_ray_train(device: str, quick: bool, iterations: int, folder: Path) -> Dict[str, Any]:
+    """One DCGAN trial as a study on Ray Train's TorchTrainer: one worker with the whole
+    GPU (NCCL; gloo and a CPU on a CPU run), as a multi-worker trial runs each worker."""
+    from harness import api
+    from harness.runner import run_study
+    from harness.store import StudyRecord
+
+    gpu = device.startswith("cuda")
+    study = {"name": "gpucheck_ray_train", "base": trial_config("dcgan32", "cuda" if gpu else device, quick, iterations),
+             "seeds": [0], "resources": {"workers": 1, "cpus": 1, "gpus": 1 if gpu else 0}}
+    t0 = time.perf_counter()
+    summary = run_study(api.plan(study), results=str(folder), out=lambda line: None, ray_train=True)
+    wall = time.perf_counter() - t0
+    (trial,) = StudyRecord.at(folder, study["name"]).trial_records()
+    rows = trial.reports()
+    last = rows[-1] if rows else {}
+    return {"statuses": sorted(set(summary["status"])), "wall_s": round(wall, 2),
+            "iteration": last.get("iteration"), "rows": len(rows), "performance": last.get("performance"),
+            "resources": study["resources"]}
+
+
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -272,6 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             report["ray"] = {"skipped": "--no-ray" if args.no_ray else "ray is not installed"}
         else:
             _guarded(report, "ray", "study", path, measure_ray, args.device, args.quick, iterations, work / "ray")
+            _guarded(report, "ray", "train", path, measure_ray_train, args.device, args.quick, iterations,
+                     work / "ray-train")
     report["total_s"] = round(time.perf_counter() - t_start, 1)
     _write(path, report)
     print(f"wrote {path} ({report['total_s']:.0f} s)")

@@ -152,7 +152,7 @@ class StudyRunner:
     """Runs one planned study on Ray: prepares its folder, then each phase as a Tuner."""
 
     def __init__(self, plan: Union[st.Plan, st.StudySpec], results: os.PathLike, resume: bool = False,
-                 out: Callable[[str], None] = print, allow_new_data: bool = False):
+                 out: Callable[[str], None] = print, allow_new_data: bool = False, ray_train: bool = False):
         self.plan = plan if isinstance(plan, st.Plan) else st.Plan.of(plan)  # validates before scheduling
         self.study = self.plan.study
         self.record = StudyRecord.at(results, self.study.name)
@@ -165,6 +165,10 @@ class StudyRunner:
         self.plans = self.plan.trials
         self.mode = self.plan.mode
         self.metric = self.plan.metric
+        # Trials on Ray Train's TorchTrainer (harness.workers_trainable): every study of
+        # several workers per trial; ``ray_train`` puts a one-worker trial there too (the
+        # device check runs the CUDA worker path on one GPU so).
+        self.ray_train = ray_train or self.study.resources.workers > 1
 
     # -- results directory -------------------------------------------------------------
     def check(self) -> Optional[Dict[str, Any]]:
@@ -310,7 +314,7 @@ class StudyRunner:
                           results_uri=uri, assets=tuple(self.assets), study=self.study.name,
                           tracking_parents=tuple(sorted(self.tracking_parents.items())))
         self.run_settings = run
-        return bind(run, self.study.resources, self.study.failures.max_retries)
+        return bind(run, self.study.resources, self.study.failures.max_retries, ray_train=self.ray_train)
 
     def _fit(self, phase: str, plans: Optional[List[st.TrialPlan]]) -> None:
         tune = _tune()
@@ -343,14 +347,14 @@ class StudyRunner:
                 failure_config=FailureConfig(max_failures=self.study.failures.max_retries),
                 # (a multi-worker trial resumes from its record's checkpoints alone: no Tune checkpoints)
                 checkpoint_config=(CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True)
-                                   if self.study.resources.workers == 1 else CheckpointConfig()),
+                                   if not self.ray_train else CheckpointConfig()),
             )
             tune_config = self._tune_config(phase)
             kwargs = {"param_space": param_space} if param_space is not None else {}
             tuner = Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs)
         self.out(f"[{self.study.name}/{phase}] {total} trials; results in {self.record.where}")
         results = tuner.fit()
-        if self.study.resources.workers > 1:  # the multi-worker trials a scheduler stopped
+        if self.ray_train:  # the multi-worker trials a scheduler stopped
             from harness.workers_trainable import end_stopped
 
             end_stopped(self.run_settings, results)
@@ -396,13 +400,13 @@ class StudyRunner:
 
         res = self.study.resources
         common: Dict[str, Any] = {
-            "reuse_actors": res.workers == 1,  # a multi-worker trial's trainable lives as long as its workers
+            "reuse_actors": not self.ray_train,  # a multi-worker trial's trainable lives as long as its workers
             "trial_name_creator": lambda t: t.config["plan"]["trial_id"],
             "trial_dirname_creator": lambda t: t.config["plan"]["trial_id"],
         }
         if res.max_concurrent:
             common["max_concurrent_trials"] = res.max_concurrent
-        elif res.workers > 1:  # Tune does not see a multi-worker trial's resources (its workers hold them)
+        elif self.ray_train:  # Tune does not see a multi-worker trial's resources (its workers hold them)
             common["max_concurrent_trials"] = _cluster_slots(res)
         if phase != "search":
             return TuneConfig(num_samples=1, **common)
@@ -486,10 +490,12 @@ def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "results", address: Optional[str] = None,
-              resume: bool = False, out: Callable[[str], None] = print, allow_new_data: bool = False):
-    """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame."""
+              resume: bool = False, out: Callable[[str], None] = print, allow_new_data: bool = False,
+              ray_train: bool = False):
+    """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame.
+    ``ray_train``: one-worker trials on Ray Train too (see :class:`StudyRunner`)."""
     _tune()  # an untested Ray/Optuna is refused before anything is written or prepared
-    runner = StudyRunner(plan, results, resume=resume, out=out, allow_new_data=allow_new_data)
+    runner = StudyRunner(plan, results, resume=resume, out=out, allow_new_data=allow_new_data, ray_train=ray_train)
     runner.check()  # refuse a clashing results directory before Ray starts
     with ray_session(address):
         from harness.cluster import check_placeable

@@ -241,13 +241,14 @@ def _node_id() -> Optional[str]:
         return None
 
 
-def bind(run: RunSettings, resources: Any, max_failures: int = 0):
+def bind(run: RunSettings, resources: Any, max_failures: int = 0, ray_train: bool = False):
     """The trainable Tune runs for a study phase: settings bound, resources declared.
 
-    One worker: :class:`GanTrainable` with the trial's CPUs and GPUs. N workers: a
-    function trainable that asks Tune for (almost) nothing and runs the trial on Ray
-    Train's TorchTrainer, whose N workers hold the resources (harness.workers_trainable)."""
-    if resources.workers > 1:
+    One worker: :class:`GanTrainable` with the trial's CPUs and GPUs. N workers (or one,
+    with ``ray_train``): a function trainable that asks Tune for (almost) nothing and runs
+    the trial on Ray Train's TorchTrainer, whose N workers hold the resources
+    (harness.workers_trainable)."""
+    if resources.workers > 1 or ray_train:
         from harness.workers_trainable import train_workers
 
         fn = tune.with_parameters(train_workers, run=run, workers=resources.workers, cpus=resources.cpus,

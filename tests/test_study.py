@@ -97,6 +97,42 @@ def test_hold_effective_batch_sets_accumulation():
                                hold_effective_batch=True))
 
 
+def test_hold_effective_batch_counts_the_studys_workers():
+    """The held batch is the base's batch x the study's workers x the base's accumulation:
+    a base that leaves workers to resources.workers is held at what its trials run with."""
+    study = parse_study(grid_study(grid={"optimization.batch_size": [2, 4, 16]}, seeds=[0],
+                                   hold_effective_batch=True, resources={"workers": 2}))
+    got = [(p.spec.optimization.batch_size, p.spec.optimization.workers, p.spec.optimization.accumulation.d,
+            p.spec.optimization.effective_batch_d, p.spec.optimization.effective_batch_g) for p in plan(study)]
+    assert got == [(2, 2, 8, 32, 32), (4, 2, 4, 32, 32), (16, 2, 1, 32, 32)]  # base 8 x 2 workers x 2
+    with pytest.raises(ConfigError, match=r"optimization.batch_size: got 32; expected a divisor of the held "
+                                          r"effective batch 32 \(hold_effective_batch; batch_size x 2 worker"):
+        parse_study(grid_study(grid={"optimization.batch_size": [32]}, hold_effective_batch=True,
+                               resources={"workers": 2}))
+
+
+def test_seed_a_gpu_256_preset_is_the_gpu_preset_at_biggans_batch():
+    """Seed A's comparison the author could not afford is one flag away: --preset gpu-256
+    holds BigGAN's batch of 256 as 32 per GPU x 4 workers x accumulation 2, everything
+    else as the gpu preset; and on one GPU as 32 x accumulation 8."""
+    file = Path(__file__).resolve().parents[1] / "studies" / "transfer_ablation.yaml"
+    gpu, wide = plan(load_study(file, "gpu")), plan(load_study(file, "gpu-256"))
+    assert [p.trial_id for p in wide] == [p.trial_id for p in gpu] and len(wide) == 18
+    assert load_study(file, "gpu-256").resources.workers == 4
+    scale = ("optimization.batch_size", "optimization.accumulation", "optimization.workers")
+    for g, w in zip(gpu, wide):
+        o = w.spec.optimization
+        assert (o.batch_size, o.workers, o.accumulation.d, o.accumulation.g) == (32, 4, 2, 2)
+        assert o.effective_batch_d == o.effective_batch_g == 256 == o.samples_per_iteration
+        assert g.spec.optimization.effective_batch_d == 192  # the author's 24 x 8
+        same = w.spec.to_dict()
+        for key in scale:  # all else is the gpu preset's
+            set_dotted(same, key, get_dotted(g.spec.to_dict(), key))
+        assert same == g.spec.to_dict()
+    one = plan(load_study(file, "gpu-256", {"resources.workers": 1, "base.optimization.accumulation": {"d": 8, "g": 8}}))
+    assert {(p.spec.optimization.workers, p.spec.optimization.effective_batch_d) for p in one} == {(1, 256)}
+
+
 @pytest.mark.parametrize("change, message", [
     ({"grid": {"augment.policy": ["none", "sparkle"]}},
      r"grid \[augment.policy=sparkle\], seed 0: augment.policy: got 'sparkle'; expected one of"),

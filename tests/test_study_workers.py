@@ -101,3 +101,14 @@ def test_more_workers_than_the_cluster_can_place_is_refused_before_scheduling(ra
     err = capsys.readouterr().err
     assert "resources.workers: got 16; expected at most" in err and "Traceback" not in err, err
     assert not (tmp_path / "res").exists()
+
+
+def test_the_device_checks_ray_train_trial_runs_on_ray_train(ray_local, tmp_path):
+    """gpucheck's one-worker Ray Train trial (one GPU there; a CPU worker here): it goes
+    through TorchTrainer (whose run folder it leaves) and completes with rank 0's record."""
+    from harness import gpucheck
+
+    got = gpucheck.measure_ray_train("cpu", True, 20, tmp_path)
+    assert got["statuses"] == ["completed"] and got["iteration"] == 20, got
+    assert got["performance"]["workers"] == 1 and got["rows"] >= 1
+    assert list(tmp_path.glob("gpucheck_ray_train/tune/**/*-workers")), "not run on Ray Train"

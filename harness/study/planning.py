@@ -80,7 +80,7 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
         for key, value in {**_common_overrides(study), **overrides, SEED_PATH: seed}.items():
             set_dotted(data, key, value)
         if study.hold_effective_batch:
-            _hold_effective_batch(data, base, overrides)
+            _hold_effective_batch(data, base, overrides, study.resources.workers)
         spec = parse_trial(data)
         budget = study.fixed_budget
         if budget is not None and budget.samples is not None and budget.iterations is None \
@@ -93,11 +93,13 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
         raise ConfigError(f"{context}: {err.path}", err.value, err.expected) from None
 
 
-def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any]) -> None:
+def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any], workers: int) -> None:
+    """Every trial's batch_size x workers x accumulation = the base's, its batch and
+    accumulation on the study's ``workers`` (a base leaves workers to resources.workers)."""
     o = base.optimization
     batch = get_dotted(data, "optimization.batch_size")
-    workers = get_dotted(data, "optimization.workers", 1)
-    for which, target in (("d", o.effective_batch_d), ("g", o.effective_batch_g)):
+    for which, acc_base in (("d", o.accumulation.d), ("g", o.accumulation.g)):
+        target = o.batch_size * workers * acc_base
         path = f"optimization.accumulation.{which}"
         acc = get_dotted(data, path, 1)
         set_explicitly = path in overrides or (
@@ -270,18 +272,19 @@ class Plan:
         """What the study runs — the base, budgets, seeds, resources, sources, evaluation
         and (a grid) every planned trial — as ``ganbench describe STUDY`` prints it."""
         st, b = self.study, self.base
-        o = b.optimization
+        o, r = b.optimization, st.resources
         budget = (st.fixed_budget.describe() if st.fixed_budget is not None else
                   f"the base's: {o.iteration_limit} iterations" + (f" or {o.time_budget_s:g} s of {o.clock} time"
                                                                    if o.time_budget_s is not None else ""))
-        r = st.resources
         out: Dict[str, Any] = {
             "study": st.name, "kind": "search" if self.is_search else "grid",
             "description": st.description,
             "base": f"{b.name}: {b.architecture.name}, {b.loss.name} loss, {b.dataset.name} {b.dataset.resolution} px, "
-                    f"batch {o.batch_size} x accumulation {o.accumulation.d}/{o.accumulation.g}, device {b.device}",
+                    f"batch {o.batch_size} x " + (f"{r.workers} workers x " if r.workers > 1 else "")
+                    + f"accumulation {o.accumulation.d}/{o.accumulation.g}, device {b.device}",
             "budget (every trial)": budget,
-            "effective batch": f"held at {o.effective_batch_d} (hold_effective_batch)" if st.hold_effective_batch
+            "effective batch": f"held at {o.batch_size * r.workers * o.accumulation.d} (hold_effective_batch)"
+                               if st.hold_effective_batch
                                else "as each trial sets it",
             "seeds": list(st.seeds),
             "evaluation": f"{', '.join(b.eval.metrics) or 'no metrics'} on {b.eval.n_samples} samples every "
@@ -344,7 +347,8 @@ def describe_plans(plans: List[TrialPlan]) -> str:
             budget = f"{o.samples:,} samples = {o.iteration_limit} it"
         if o.time_budget_s is not None:
             budget = f"{o.time_budget_s:g} s of {o.clock} time, at most {budget}"
-        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size} x acc {o.accumulation.d}/{o.accumulation.g}, {budget})")
+        workers = f" x {o.workers} workers" if o.workers > 1 else ""
+        lines.append(f"  {p.trial_id}: {label} (batch {o.batch_size}{workers} x acc {o.accumulation.d}/{o.accumulation.g}, {budget})")
     return "\n".join(lines)
 
 
