@@ -129,6 +129,13 @@ def test_seed_a_gpu_256_preset_is_the_gpu_preset_at_biggans_batch():
         for key in scale:  # all else is the gpu preset's
             set_dotted(same, key, get_dotted(g.spec.to_dict(), key))
         assert same == g.spec.to_dict()
+    from harness.study.planning import load_plan
+
+    planned = load_plan(file, "gpu-256")
+    told = planned.overview()  # what ganbench describe prints
+    assert "batch 32 x 4 workers x accumulation 2/2" in told["base"] and told["effective batch"].startswith("held at 256")
+    assert told["resources (per trial)"].startswith("4 workers of 4 CPU(s), 1 GPU(s)")
+    assert "(batch 32 x 4 workers x acc 2/2, " in planned.describe()
     one = plan(load_study(file, "gpu-256", {"resources.workers": 1, "base.optimization.accumulation": {"d": 8, "g": 8}}))
     assert {(p.spec.optimization.workers, p.spec.optimization.effective_batch_d) for p in one} == {(1, 256)}
 
