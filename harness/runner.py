@@ -165,9 +165,7 @@ class StudyRunner:
         self.plans = self.plan.trials
         self.mode = self.plan.mode
         self.metric = self.plan.metric
-        # Trials on Ray Train's TorchTrainer (harness.workers_trainable): every study of
-        # several workers per trial; ``ray_train`` puts a one-worker trial there too (the
-        # device check runs the CUDA worker path on one GPU so).
+        # Trials on Ray Train (harness.workers_trainable): N workers, or one with ray_train (gpucheck)
         self.ray_train = ray_train or self.study.resources.workers > 1
 
     # -- results directory -------------------------------------------------------------
@@ -345,9 +343,8 @@ class StudyRunner:
             run_config = RunConfig(
                 name=phase, storage_path=storage, storage_filesystem=filesystem, verbose=0, callbacks=[progress],
                 failure_config=FailureConfig(max_failures=self.study.failures.max_retries),
-                # (a multi-worker trial resumes from its record's checkpoints alone: no Tune checkpoints)
-                checkpoint_config=(CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True)
-                                   if not self.ray_train else CheckpointConfig()),
+                checkpoint_config=(CheckpointConfig() if self.ray_train  # resumes from its record alone
+                                   else CheckpointConfig(checkpoint_frequency=1, checkpoint_at_end=True)),
             )
             tune_config = self._tune_config(phase)
             kwargs = {"param_space": param_space} if param_space is not None else {}
@@ -490,10 +487,8 @@ def _with_defaults(as_run: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def run_study(plan: Union[st.Plan, st.StudySpec], results: os.PathLike = "results", address: Optional[str] = None,
-              resume: bool = False, out: Callable[[str], None] = print, allow_new_data: bool = False,
-              ray_train: bool = False):
-    """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame.
-    ``ray_train``: one-worker trials on Ray Train too (see :class:`StudyRunner`)."""
+              resume: bool = False, out: Callable[[str], None] = print, allow_new_data: bool = False, ray_train=False):
+    """Validate, then run (or resume) a planned study on Ray; returns the summary DataFrame."""
     _tune()  # an untested Ray/Optuna is refused before anything is written or prepared
     runner = StudyRunner(plan, results, resume=resume, out=out, allow_new_data=allow_new_data, ray_train=ray_train)
     runner.check()  # refuse a clashing results directory before Ray starts
