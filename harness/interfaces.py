@@ -46,6 +46,11 @@ class Generator(nn.Module):
         """An architecture's own penalty added to G's loss (e.g. orthogonal reg.)."""
         return None
 
+    def sampling(self) -> Dict[str, Any]:
+        """How this generator samples in eval mode beyond its latents (StyleGAN2's
+        truncation psi): recorded in every metric's protocol; {} for most."""
+        return {}
+
 
 class Discriminator(nn.Module):
     """Maps images (n x C x R x R) to one logit per image (shape n)."""
@@ -274,6 +279,8 @@ class EvalContext:
     feature_backend: Optional[str] = None
     # The latent truncation the fakes were drawn with (None: none; part of every protocol).
     truncation: Optional[float] = None
+    # The generator's own sampling settings (Generator.sampling(); part of every protocol when set).
+    sampling: Dict[str, Any] = field(default_factory=dict)
     # Metric options by metric name (eval.metric_options), validated by the metric registry.
     options: Dict[str, Any] = field(default_factory=dict)
     # Reference statistics loaded from a .npz (harness.metrics.reference_stats.load_stats)

@@ -96,7 +96,8 @@ class Reporter:
         e = self.spec.eval
         ctx = EvalContext(real=real, generate=self.generate, n_fake=e.n_samples, device=self.device,
                           seed=self.spec.seed, dataset_fingerprint=real_fingerprint, cache=self.metric_cache,
-                          truncation=e.truncation, options=dict(e.metric_options), want_artifacts=True)
+                          truncation=e.truncation, sampling=self.G_ema.sampling(), options=dict(e.metric_options),
+                          want_artifacts=True)
         return evaluate(e.metrics, ctx)
 
     @torch.no_grad()

@@ -204,6 +204,16 @@ class EmaSpec:
     decay: float = field(default=0.999, metadata={"min": 0.0, "max": 1.0})
     # Before this iteration G_ema copies G (BigGAN's ema_start).
     start: int = field(default=0, metadata={"min": 0, "max": MAX_COUNT})
+    # StyleGAN's EMA: the images over which G_ema's weight halves (ema_kimg x 1000;
+    # paper256: 20000); each step's decay is 0.5 ** (effective_batch_g / half_life_images).
+    # Set, it replaces decay; null = decay.
+    half_life_images: Optional[int] = field(default=None, metadata={"min": 1, "max": 10 ** 12})
+
+    def step_decay(self, images_per_step: int) -> float:
+        """The decay of one EMA update after a G step over ``images_per_step`` images."""
+        if self.half_life_images is None:
+            return self.decay
+        return 0.5 ** (images_per_step / self.half_life_images)
 
 
 @dataclass

@@ -408,7 +408,8 @@ class Trial:
                 return self._diverged(f"non-finite {bad} at iteration {it + 1}")
             taken &= m.precision.step("g", m.opt_g, finite=bad is None)
             step_stats.update(g_stats)
-            update_ema(m.G, m.G_ema, spec.ema.decay if it >= spec.ema.start else 0.0)
+            update_ema(m.G, m.G_ema, spec.ema.step_decay(spec.optimization.effective_batch_g)
+                       if it >= spec.ema.start else 0.0)
             if clock is not None:
                 clock.end()
             self.state.iteration = it + 1

@@ -85,7 +85,7 @@ def evaluate(names: List[str], ctx: EvalContext) -> Dict[str, Any]:
             # the metric's own protocol records its effective options (defaults included)
             protocol[name] = {"n_fake": ctx.n_fake, "n_real": n_real,
                               "reference": ctx.dataset_fingerprint, "seed": ctx.seed, "truncation": ctx.truncation,
-                              **metric.protocol()}
+                              **({"sampling": dict(ctx.sampling)} if ctx.sampling else {}), **metric.protocol()}
             environment.update(metric.environment())
             info[name] = {**metric.info(list(result)), "directions": {k: bool(declared[k]) for k in result}}
     return {"values": values, "protocol": protocol, "higher_is_better": higher, "metric_of": metric_of,

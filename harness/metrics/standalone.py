@@ -85,14 +85,14 @@ def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolut
     dev = torch.device(device)
     source: Dict[str, Any] = {"fake": fake}
     fake_path = Path(fake)
-    truncation = None
+    truncation, sampling = None, {}
     if ("/" in fake or fake.endswith((".pt", ".hdf5", ".h5"))) and not fake_path.exists():
         raise ConfigError("--fake", fake, "an existing trial directory, ckpt-*.pt or .hdf5 file, or a dataset name")
     if fake_path.is_dir() or fake_path.suffix == ".pt":
         G, spec, iteration = generator_from(fake_path, dev)
         resolution = resolution or spec.dataset.resolution
         n_fake = n or spec.eval.n_samples
-        truncation = spec.eval.truncation
+        truncation, sampling = spec.eval.truncation, G.sampling()
         generate = FittingGenerator(G, batch_size, seed, dev, truncation)
         source.update({"kind": "generator", "iteration": iteration, "architecture": spec.architecture.name})
     else:
@@ -117,7 +117,8 @@ def _measure(real: str, fake: str, metrics: List[str], n: Optional[int], resolut
         check_sizes(metrics, n_fake, int(real_images.shape[0]), options, fake_path="--n (generated images)",
                     real_path=f"--real {real}")
     ctx = EvalContext(real=real_images.to(dev), generate=generate, n_fake=n_fake, device=dev, seed=seed,
-                      dataset_fingerprint=real_fp, feature_backend=backend, truncation=truncation, options=options,
+                      dataset_fingerprint=real_fp, feature_backend=backend, truncation=truncation, sampling=sampling,
+                      options=options,
                       reference_stats=reference)
     result = evaluate(metrics, ctx)
     result.pop("artifacts")  # always empty here (want_artifacts is off)
