@@ -6,6 +6,7 @@
     kinds.py        table kinds registered by name (``@table_kind``): a new kind is one function
     tables.py       comparison, pairwise (vs a baseline) and ablation (✓) tables
     leaderboard.py  configurations of one or more studies ranked under one protocol
+    suite.py        a benchmark suite: configurations ranked within each dataset, by mean rank
     options.py      AnalysisOptions / ReportOptions, shared by the CLI and this API
     plots.py        plotly figures: metric vs time/iterations, bands over seeds, losses,
                     ADA p, Optuna history and importances; PNG export through kaleido
@@ -18,8 +19,9 @@ from harness.analysis.kinds import TABLES, build_table, table_kind, table_kinds
 from harness.analysis.leaderboard import leaderboard
 from harness.analysis.options import AnalysisOptions, ReportOptions
 from harness.analysis.results import FINISHED, StudyResults, curves, load_study
+from harness.analysis.suite import suite_table
 from harness.analysis.tables import ablation_table, comparison_table, pairwise_table
 
 __all__ = ["FINISHED", "TABLES", "AnalysisOptions", "ReportOptions", "StudyResults", "ablation_table",
            "build_table", "comparison_table", "curves", "leaderboard", "load_study", "pairwise_table",
-           "table_kind", "table_kinds"]
+           "suite_table", "table_kind", "table_kinds"]
