@@ -304,3 +304,12 @@ def test_a_resumed_stylegan2_trial_restores_the_path_length_mean_and_records_psi
     evals = [r for r in got if "metrics" in r]
     assert evals and all(r["protocol"]["swd"]["sampling"] == {"truncation_psi": 0.7, "noise": "per-layer fixed"}
                          for r in evals)
+
+
+def test_a_source_of_another_stylegan2_configuration_is_refused(sg2_zoo, monkeypatch):
+    monkeypatch.setenv("GANBENCH_ZOO", str(sg2_zoo))
+    with pytest.raises(ConfigError) as err:
+        parse_trial(sg2_config(**{"transfer.method": "finetune", "transfer.source": "sg2-src",
+                                  "architecture.kwargs": {**TINY_SG2, "channel_base": 512}}))
+    assert err.value.path == "architecture.kwargs" and "channel_base" in str(err.value), str(err.value)
+    parse_trial(sg2_config(**{"transfer.method": "finetune", "transfer.source": "sg2-src"}))  # the same: accepted
