@@ -13,7 +13,7 @@ from harness.spec import parse_trial
 from harness.store import TrialRecord
 from harness.trial import run_trial
 from tests.conftest import tiny_config
-from variants.architectures.stylegan2 import (EqualConv2d, EqualLinear, MinibatchStd, StyleGAN2Params,
+from variants.architectures.stylegan2 import (EqualConv2d, EqualLinear, MinibatchStd,
                                               downsample2d, modulated_conv2d, upsample2d)
 from variants.regularize.pl import PathLength, PathLengthParams, path_lengths
 

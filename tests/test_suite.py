@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from harness.analysis import build_table, load_study
 from harness.analysis.options import AnalysisOptions

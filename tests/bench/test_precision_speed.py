@@ -13,9 +13,7 @@ import os
 
 import torch
 
-from harness.spec import parse_trial
-from harness.trial import Trial
-from tests.bench.turns import advance_in_turns, dcgan32
+from tests.bench.turns import advance_in_turns, dcgan32, start_trials
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
 ITERATIONS_PER_TURN = 10
@@ -28,12 +26,7 @@ def config(precision):
 
 def test_bf16_vs_fp32_on_the_cpu(benchmark, tmp_path):
     torch.set_num_threads(1)
-    trials = {}
-    for name in ARMS:
-        trial = Trial(parse_trial(config(name)), tmp_path / name)
-        assert trial.start() is None
-        trial.advance(2)  # first steps: allocations
-        trials[name] = trial
+    trials = start_trials({name: config(name) for name in ARMS}, tmp_path)
     spent = benchmark.pedantic(advance_in_turns, (trials, TURNS, ITERATIONS_PER_TURN), rounds=1, iterations=1)
     iterations = TURNS * ITERATIONS_PER_TURN
     z = torch.randn(64, 100, generator=torch.Generator().manual_seed(0))

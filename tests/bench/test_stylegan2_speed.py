@@ -11,10 +11,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from harness.spec import parse_trial
 from harness.store import TrialRecord
-from harness.trial import Trial
-from tests.bench.turns import advance_in_turns
+from tests.bench.turns import advance_in_turns, start_trials
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "6"))
 ITERATIONS_PER_TURN = 10
@@ -34,12 +32,7 @@ def config(file):
 
 def test_cpu_stylegan2_vs_cpu_dcgan_throughput(benchmark, tmp_path):
     torch.set_num_threads(1)
-    trials = {}
-    for name, file in ARMS.items():
-        trial = Trial(parse_trial(config(file)), tmp_path / name)
-        assert trial.start() is None
-        trial.advance(2)  # first steps: allocations
-        trials[name] = trial
+    trials = start_trials({name: config(file) for name, file in ARMS.items()}, tmp_path)
     spent = benchmark.pedantic(advance_in_turns, (trials, TURNS, ITERATIONS_PER_TURN), rounds=1, iterations=1)
     iterations = TURNS * ITERATIONS_PER_TURN
     rate = {name: iterations / s for name, s in spent.items()}

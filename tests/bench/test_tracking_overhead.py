@@ -10,9 +10,7 @@ import os
 
 import torch
 
-from harness.spec import parse_trial
-from harness.trial import Trial
-from tests.bench.turns import advance_in_turns, dcgan32
+from tests.bench.turns import advance_in_turns, dcgan32, start_trials
 
 TURNS = int(os.environ.get("GANBENCH_BENCH_TURNS", "8"))
 ITERATIONS_PER_TURN = 25
@@ -32,12 +30,7 @@ def config(tracking):
 
 def test_tracking_overhead(benchmark, tmp_path):
     torch.set_num_threads(1)
-    trials = {}
-    for name, tracking in arms(tmp_path).items():
-        trial = Trial(parse_trial(config(tracking)), tmp_path / name.replace(" ", "-"))
-        assert trial.start() is None
-        trial.advance(2)
-        trials[name] = trial
+    trials = start_trials({name: config(tracking) for name, tracking in arms(tmp_path).items()}, tmp_path)
     spent = benchmark.pedantic(advance_in_turns, (trials, TURNS, ITERATIONS_PER_TURN), rounds=1, iterations=1)
     for trial in trials.values():
         trial.tracking.close()

@@ -15,6 +15,21 @@ def advance_in_turns(trials, turns: int, per_turn: int):
     return spent
 
 
+def start_trials(configs, folder, warmup: int = 2):
+    """name -> trial config: each trial built in ``folder``/name, started fresh and
+    advanced ``warmup`` iterations (first steps: allocations), by name."""
+    from harness.spec import parse_trial
+    from harness.trial import Trial
+
+    trials = {}
+    for name, cfg in configs.items():
+        trial = Trial(parse_trial(cfg), folder / name.replace(" ", "-"))
+        assert trial.start() is None
+        trial.advance(warmup)
+        trials[name] = trial
+    return trials
+
+
 def dcgan32(iterations: int, **overrides):
     """The benchmarks' training config: a 32 px DCGAN (width 64, G 1.07 M), batch 32, that
     only trains (no evaluation, no checkpoint before ``iterations``), with ``overrides``."""
