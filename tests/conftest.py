@@ -33,6 +33,25 @@ TINY_ARCH_KWARGS = {
 }
 
 
+# Datasets a shipped preset names but ganbench cannot build: the user imports them (the
+# README says how); tests import small stand-ins under those names.
+USER_IMPORTED = {"obama-100": 256, "grumpy-cat-100": 256, "panda-100": 256}
+
+
+def import_stand_ins(folder, names=tuple(USER_IMPORTED)):
+    """Import two plain images as each of ``names`` into the (test's) dataset cache."""
+    from PIL import Image
+
+    from harness.data.catalog import import_folder
+
+    for i, name in enumerate(names):
+        images = folder / f"stand-in-{name}"
+        images.mkdir(parents=True, exist_ok=True)
+        for k in range(2):
+            Image.new("RGB", (USER_IMPORTED[name],) * 2, (30 * k, 60 * i, 200)).save(images / f"{k}.png")
+        import_folder(images, name, USER_IMPORTED[name])
+
+
 def tiny_config(**overrides):
     cfg = copy.deepcopy(TINY)
     for dotted, value in overrides.items():

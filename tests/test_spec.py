@@ -142,8 +142,12 @@ def test_cli_describe_counts_parameters(tmp_path, capsys):
     assert out["config"]["architecture"]["name"] == "dcgan"
 
 
-def test_shipped_configs_validate():
+def test_shipped_configs_validate(tmp_path):
     import pathlib
+
+    from tests.conftest import import_stand_ins
+
+    import_stand_ins(tmp_path)  # the datasets a gpu preset names and the README has the user import
 
     from harness.spec import load_yaml
     from harness.study import is_study, load_study, plan

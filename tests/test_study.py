@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import tiny_config
+from tests.conftest import import_stand_ins, tiny_config
 from harness.errors import ConfigError
 from harness.spec import get_dotted, set_dotted
 from harness.study import (choice_label, finalist_trials, load_study, objective_value, parse_study, plan,
@@ -579,22 +579,6 @@ def test_a_preset_can_swap_the_base_and_source_files(tmp_path):
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
 
 
-# Presets on datasets the user imports (the README says how): stand-ins under their names.
-NEEDS_IMPORT = {("lowshot_benchmark", "gpu"): ("obama-100", "grumpy-cat-100", "panda-100")}
-
-
-def import_stand_in(folder: Path, name: str, resolution: int) -> None:
-    from PIL import Image
-
-    from harness.data.catalog import import_folder
-
-    images = folder / f"stand-in-{name}"
-    images.mkdir(exist_ok=True)
-    for k in range(2):
-        Image.new("RGB", (resolution, resolution), (30 * k, 90, 200)).save(images / f"{k}.png")
-    import_folder(images, name, resolution)
-
-
 @pytest.mark.parametrize("file", STUDIES, ids=[f.stem for f in STUDIES])
 def test_every_shipped_study_validates_under_each_preset(file, tmp_path):
     """Every study file in studies/ (and each of its presets) plans without error — with an
@@ -603,9 +587,8 @@ def test_every_shipped_study_validates_under_each_preset(file, tmp_path):
 
     data = yaml.safe_load(file.read_text())
     presets = list(data.get("presets") or {}) or [None]
+    import_stand_ins(tmp_path)  # the datasets a gpu preset names and the README has the user import
     for preset in presets:
-        for name in NEEDS_IMPORT.get((file.stem, preset), ()):
-            import_stand_in(tmp_path, name, 256)  # what the README tells the user to import
         study = load_study(file, preset)
         assert study.name == (data["name"] if preset is None else f"{data['name']}-{preset}")
         assert plan(study) or study.search is not None
