@@ -68,6 +68,10 @@ def test_the_suite_ranks_within_each_dataset_and_orders_by_mean_rank(suite_resul
     assert set(table.data["dataset"]) == {"shapes(count=64)", "shapes(count=48)"}
     text = table.render("md")
     assert "real vs real (floor)" in text and "Values are never averaged across datasets" in text
+    shown = [line for line in text.splitlines() if line.startswith("| ")][1:]  # past the header
+    assert [line.split("|")[2].strip() for line in shown[:3]] == want and len(shown) == 4  # + the floor
+    first = shown[0].split("|")
+    assert first[1].strip() == "1" and float(first[3].strip(" *")) == sum(mean_rank[want[0]]) / 2
     assert build_table("suite", suite_results, AnalysisOptions(metric="swd")).render("md") == text
 
 

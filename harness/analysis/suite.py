@@ -128,6 +128,7 @@ def suite_table(results: StudyResults, metric: Optional[str] = None, which: str 
             data.append({"configuration": rec["configuration"], "dataset": ds, "n": s.n, "mean": s.mean,
                          "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
                          "rank": rank_of[(ds, rec["configuration"])], "mean_rank": rec["mean_rank"]})
+        table_rows.append(cells)
     if any(floors.values()):
         row = [Cell("—"), Cell("real vs real (floor)"), Cell(""), Cell("")]
         for ds in datasets:
