@@ -313,3 +313,21 @@ def test_a_source_of_another_stylegan2_configuration_is_refused(sg2_zoo, monkeyp
                                   "architecture.kwargs": {**TINY_SG2, "channel_base": 512}}))
     assert err.value.path == "architecture.kwargs" and "channel_base" in str(err.value), str(err.value)
     parse_trial(sg2_config(**{"transfer.method": "finetune", "transfer.source": "sg2-src"}))  # the same: accepted
+
+
+def test_minegan_mines_a_stylegan2_source_and_refuses_pl(sg2_zoo, monkeypatch, tmp_path):
+    """MineGAN's miner maps z into the source G's latent space: it works for StyleGAN2 (the
+    miner sits before the mapping network); pl needs G's own styles and is refused with it."""
+    monkeypatch.setenv("GANBENCH_ZOO", str(sg2_zoo))
+    cfg = sg2_config(**{"transfer.method": "minegan", "transfer.source": "sg2-src",
+                        "transfer.kwargs": {"mine_iterations": 2}, "augment.policy": "diffaugment",
+                        "regularizers": [{"name": "r1", "weight": 1.0, "kwargs": {"interval": 2}}],
+                        "optimization.iterations": 4, "optimization.batch_size": 4, "eval.every": 0,
+                        "sample_every": 0, "log_every": 2, "checkpoint_every": 100})
+    result = run_trial(cfg, tmp_path / "t")
+    assert result.status == "completed", result.error
+    rows = TrialRecord(tmp_path / "t").reports()
+    assert rows[-1]["stage"] == "finetune" and all(math.isfinite(v) for r in rows for v in r["losses"].values())
+    with pytest.raises(ConfigError) as err:
+        parse_trial({**cfg, "regularizers": [{"name": "pl", "weight": 2.0}]})
+    assert err.value.path == "regularizers[0].name" and "minegan" in str(err.value)
