@@ -244,11 +244,11 @@ def _node_id() -> Optional[str]:
 def bind(run: RunSettings, resources: Any, max_failures: int = 0, ray_train: bool = False):
     """The trainable Tune runs for a study phase: settings bound, resources declared.
 
-    One worker: :class:`GanTrainable` with the trial's CPUs and GPUs. N workers (or one,
-    with ``ray_train``): a function trainable that asks Tune for (almost) nothing and runs
-    the trial on Ray Train's TorchTrainer, whose N workers hold the resources
-    (harness.workers_trainable)."""
-    if resources.workers > 1 or ray_train:
+    One worker: :class:`GanTrainable` with the trial's CPUs and GPUs. With ``ray_train``
+    (the runner's choice: several workers, or gpucheck's one-worker trial): a function
+    trainable that asks Tune for (almost) nothing and runs the trial on Ray Train's
+    TorchTrainer, whose workers hold the resources (harness.workers_trainable)."""
+    if ray_train:
         from harness.workers_trainable import train_workers
 
         fn = tune.with_parameters(train_workers, run=run, workers=resources.workers, cpus=resources.cpus,

@@ -93,13 +93,19 @@ def make_trial(study: StudySpec, base: TrialSpec, overrides: Dict[str, Any], see
         raise ConfigError(f"{context}: {err.path}", err.value, err.expected) from None
 
 
-def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any], workers: int) -> None:
-    """Every trial's batch_size x workers x accumulation = the base's, its batch and
-    accumulation on the study's ``workers`` (a base leaves workers to resources.workers)."""
+def held_batch(base: TrialSpec, workers: int, which: str) -> int:
+    """The effective batch hold_effective_batch keeps for D or G ("d"/"g"): the base's
+    batch and accumulation on the study's ``workers`` (a base leaves workers to
+    resources.workers)."""
     o = base.optimization
+    return o.batch_size * workers * getattr(o.accumulation, which)
+
+
+def _hold_effective_batch(data: Dict[str, Any], base: TrialSpec, overrides: Dict[str, Any], workers: int) -> None:
+    """Every trial's batch_size x workers x accumulation = :func:`held_batch`."""
     batch = get_dotted(data, "optimization.batch_size")
-    for which, acc_base in (("d", o.accumulation.d), ("g", o.accumulation.g)):
-        target = o.batch_size * workers * acc_base
+    for which in ("d", "g"):
+        target = held_batch(base, workers, which)
         path = f"optimization.accumulation.{which}"
         acc = get_dotted(data, path, 1)
         set_explicitly = path in overrides or (
@@ -283,7 +289,7 @@ class Plan:
                     f"batch {o.batch_size} x " + (f"{r.workers} workers x " if r.workers > 1 else "")
                     + f"accumulation {o.accumulation.d}/{o.accumulation.g}, device {b.device}",
             "budget (every trial)": budget,
-            "effective batch": f"held at {o.batch_size * r.workers * o.accumulation.d} (hold_effective_batch)"
+            "effective batch": f"held at {held_batch(b, r.workers, 'd')} (hold_effective_batch)"
                                if st.hold_effective_batch
                                else "as each trial sets it",
             "seeds": list(st.seeds),
